@@ -1,0 +1,513 @@
+//! The teardown ledger: every kernel object a run creates is written here before it exists.
+//!
+//! A ledger is an append-only file of JSON lines, `/run/sdnbed/<run>.ledger` (plus an optional
+//! copy, e.g. in the run directory). Entries are written and `fsync`ed before the batch that
+//! creates their objects is sent, so after any crash, `kill -9` included, the ledger lists a
+//! superset of what exists. Teardown reads only the ledger: it removes exactly what is listed
+//! (namespaces take their veths, nftables tables and processes with them), tolerates objects
+//! that are already gone, and deletes the ledger last, so it can be repeated after an
+//! interruption.
+//!
+//! Address blocks are allocated from the same files: under an exclusive lock on
+//! `/run/sdnbed/pool.lock`, a run takes the first block of the pool that no ledger lists and
+//! records it before releasing the lock, so concurrent runs get disjoint blocks; deleting a
+//! ledger frees its block.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::ops::{ExecError, Executor, Op};
+use crate::dataplane::plan::Ipv4Net;
+
+/// Where ledgers live unless told otherwise.
+pub const DEFAULT_DIR: &str = "/run/sdnbed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("run `{0}` already has a ledger (a run id is used once; `sdnbed clean {0}` frees it)")]
+    RunExists(String),
+    #[error("no ledger for run `{run}` in {dir}")]
+    NoLedger { run: String, dir: PathBuf },
+    #[error("the pool {pool} has no free block of {size} addresses (runs hold: {held})")]
+    PoolExhausted {
+        pool: Ipv4Net,
+        size: u64,
+        held: String,
+    },
+    #[error("teardown of run `{run}`: {error}")]
+    Teardown { run: String, error: ExecError },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+    move |error| LedgerError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// One line of a ledger.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "object", rename_all = "kebab-case")]
+pub enum Entry {
+    /// The process that created the ledger (pid and start time in clock ticks since boot).
+    Owner {
+        pid: u32,
+        start: u64,
+    },
+    /// The run's address block.
+    Block {
+        net: String,
+    },
+    Netns {
+        name: String,
+    },
+    Veth {
+        ns: String,
+        ifindex: u32,
+        peer_ns: String,
+    },
+    /// Table `ip sdnbed` in a namespace.
+    NftTable {
+        ns: String,
+    },
+    /// A process started in one of the run's namespaces.
+    Process {
+        pid: u32,
+        start: u64,
+    },
+}
+
+impl Entry {
+    /// The entry an op must leave before it runs, if it creates something.
+    pub fn for_op(op: &Op) -> Option<Entry> {
+        match op {
+            Op::NetnsAdd { name } => Some(Entry::Netns { name: name.clone() }),
+            Op::VethAdd {
+                ns,
+                ifindex,
+                peer_ns,
+                ..
+            } => Some(Entry::Veth {
+                ns: ns.clone(),
+                ifindex: *ifindex,
+                peer_ns: peer_ns.clone(),
+            }),
+            Op::Nft { ns, .. } => Some(Entry::NftTable { ns: ns.clone() }),
+            _ => None,
+        }
+    }
+}
+
+/// An open ledger.
+#[derive(Debug)]
+pub struct Ledger {
+    run: String,
+    path: PathBuf,
+    file: File,
+    copy: Option<(PathBuf, File)>,
+    written: BTreeSet<Entry>,
+}
+
+fn ledger_path(dir: &Path, run: &str) -> PathBuf {
+    dir.join(format!("{run}.ledger"))
+}
+
+impl Ledger {
+    /// Creates the ledger of `run` in `dir` (and appends the same lines to `copy` if given),
+    /// recording the calling process as its owner. Fails if the run already has one.
+    pub fn create(dir: &Path, run: &str, copy: Option<&Path>) -> Result<Ledger, LedgerError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = ledger_path(dir, run);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    LedgerError::RunExists(run.to_string())
+                } else {
+                    LedgerError::Io {
+                        path: path.clone(),
+                        error: e,
+                    }
+                }
+            })?;
+        let copy = match copy {
+            Some(p) => {
+                if let Some(parent) = p.parent() {
+                    fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                let f = OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(p)
+                    .map_err(io(p))?;
+                Some((p.to_path_buf(), f))
+            }
+            None => None,
+        };
+        let mut ledger = Ledger {
+            run: run.to_string(),
+            path,
+            file,
+            copy,
+            written: BTreeSet::new(),
+        };
+        let pid = std::process::id();
+        ledger.record(&[Entry::Owner {
+            pid,
+            start: process_start(pid).unwrap_or(0),
+        }])?;
+        Ok(ledger)
+    }
+
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends the entries not yet written and `fsync`s, before the caller creates the objects.
+    pub fn record(&mut self, entries: &[Entry]) -> Result<(), LedgerError> {
+        let mut text = String::new();
+        for e in entries {
+            if self.written.insert(e.clone()) {
+                text.push_str(&serde_json::to_string(e).expect("entries serialise"));
+                text.push('\n');
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(io(&self.path))?;
+        self.file.sync_data().map_err(io(&self.path))?;
+        if let Some((p, f)) = &mut self.copy {
+            f.write_all(text.as_bytes()).map_err(io(p))?;
+            f.sync_data().map_err(io(p))?;
+        }
+        Ok(())
+    }
+
+    /// Records the entries `ops` need (see [`Entry::for_op`]).
+    pub fn record_ops(&mut self, ops: &[Op]) -> Result<(), LedgerError> {
+        let entries: Vec<Entry> = ops.iter().filter_map(Entry::for_op).collect();
+        self.record(&entries)
+    }
+
+    /// Takes a block of `size` addresses (a power of two) from `pool` that no other ledger in
+    /// this ledger's directory holds, and records it.
+    pub fn allocate_block(&mut self, pool: Ipv4Net, size: u64) -> Result<Ipv4Net, LedgerError> {
+        let dir = self
+            .path
+            .parent()
+            .unwrap_or(Path::new(DEFAULT_DIR))
+            .to_path_buf();
+        let lock_path = dir.join("pool.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, e)| LedgerError::Io {
+                path: lock_path.clone(),
+                error: e.into(),
+            },
+        )?;
+        let mut held: Vec<Ipv4Net> = Vec::new();
+        for run in list_runs(&dir)? {
+            if run == self.run {
+                continue;
+            }
+            for e in read(&ledger_path(&dir, &run))? {
+                if let Entry::Block { net } = e {
+                    if let Ok(n) = net.parse() {
+                        held.push(n);
+                    }
+                }
+            }
+        }
+        let len = 32 - size.trailing_zeros() as u8;
+        let fits = size.is_power_of_two() && len >= pool.prefix_len();
+        let found = fits
+            .then(|| {
+                (0..pool.size() / size)
+                    .filter_map(|i| Ipv4Net::new(pool.nth(i * size), len).ok())
+                    .find(|c| !held.iter().any(|h| h.overlaps(c)))
+            })
+            .flatten();
+        let block = found.ok_or_else(|| LedgerError::PoolExhausted {
+            pool,
+            size,
+            held: held
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        self.record(&[Entry::Block {
+            net: block.to_string(),
+        }])?;
+        Ok(block)
+    }
+}
+
+/// Reads a ledger; a torn last line (a crash mid-write) is ignored.
+pub fn read(path: &Path) -> Result<Vec<Entry>, LedgerError> {
+    let f = File::open(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for line in BufReader::new(f).lines() {
+        let line = line.map_err(io(path))?;
+        if let Ok(e) = serde_json::from_str(&line) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Run ids with a ledger in `dir`, sorted.
+pub fn list_runs(dir: &Path) -> Result<Vec<String>, LedgerError> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for ent in rd {
+        let ent = ent.map_err(io(dir))?;
+        let name = ent.file_name().to_string_lossy().to_string();
+        if let Some(run) = name.strip_suffix(".ledger") {
+            out.push(run.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What tearing down a ledger's entries takes: processes to kill, then ops, newest first.
+/// Veths and tables inside namespaces the ledger also lists go with their namespace.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TeardownPlan {
+    pub processes: Vec<(u32, u64)>,
+    pub ops: Vec<Op>,
+}
+
+pub fn teardown_plan(entries: &[Entry]) -> TeardownPlan {
+    let namespaces: BTreeSet<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Netns { name } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut processes = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
+    for e in entries.iter().rev() {
+        let op = match e {
+            Entry::Process { pid, start } => {
+                processes.push((*pid, *start));
+                continue;
+            }
+            Entry::Owner { .. } | Entry::Block { .. } => continue,
+            Entry::Netns { name } => Op::NetnsDel { name: name.clone() },
+            Entry::Veth {
+                ns,
+                ifindex,
+                peer_ns,
+            } => {
+                if namespaces.contains(ns.as_str()) || namespaces.contains(peer_ns.as_str()) {
+                    continue;
+                }
+                Op::LinkDel {
+                    ns: ns.clone(),
+                    ifindex: *ifindex,
+                }
+            }
+            Entry::NftTable { ns } => {
+                if namespaces.contains(ns.as_str()) {
+                    continue;
+                }
+                Op::NftDelTable { ns: ns.clone() }
+            }
+        };
+        if !ops.contains(&op) {
+            ops.push(op);
+        }
+    }
+    TeardownPlan { processes, ops }
+}
+
+/// The start time of a process (field 22 of `/proc/PID/stat`), to tell it from a later process
+/// that reuses its pid.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the ledger's owner process is still running.
+pub fn owner_alive(entries: &[Entry]) -> bool {
+    entries.iter().any(|e| match e {
+        Entry::Owner { pid, start } => {
+            *pid != std::process::id() && process_start(*pid) == Some(*start)
+        }
+        _ => false,
+    })
+}
+
+/// Tears down run `run` from its ledger in `dir` alone, then deletes the ledger. Idempotent.
+pub fn teardown(dir: &Path, run: &str, exec: &mut dyn Executor) -> Result<(), LedgerError> {
+    let path = ledger_path(dir, run);
+    if !path.exists() {
+        return Err(LedgerError::NoLedger {
+            run: run.to_string(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    let plan = teardown_plan(&read(&path)?);
+    for (pid, start) in &plan.processes {
+        if process_start(*pid) == Some(*start) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    exec.apply(&plan.ops)
+        .map_err(|error| LedgerError::Teardown {
+            run: run.to_string(),
+            error,
+        })?;
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::ops::Recorder;
+
+    #[test]
+    fn record_then_teardown_in_reverse_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("run/ledger.jsonl");
+        let mut l = Ledger::create(dir.path(), "r1", Some(&copy)).unwrap();
+        let ops = vec![
+            Op::NetnsAdd { name: "a".into() },
+            Op::NetnsAdd { name: "b".into() },
+            Op::VethAdd {
+                ns: "a".into(),
+                name: "e0-b".into(),
+                ifindex: 100,
+                peer_ns: "b".into(),
+                peer_name: "e0-a".into(),
+                peer_ifindex: 100,
+            },
+            Op::Nft {
+                ns: "a".into(),
+                script: "add table ip sdnbed".into(),
+            },
+        ];
+        l.record_ops(&ops).unwrap();
+        l.record_ops(&ops).unwrap(); // written once
+        let entries = read(l.path()).unwrap();
+        assert_eq!(entries.len(), 5);
+        assert_eq!(read(&copy).unwrap(), entries);
+        assert!(matches!(
+            Ledger::create(dir.path(), "r1", None),
+            Err(LedgerError::RunExists(_))
+        ));
+        let plan = teardown_plan(&entries);
+        assert_eq!(
+            plan.ops,
+            vec![
+                Op::NetnsDel { name: "b".into() },
+                Op::NetnsDel { name: "a".into() }
+            ]
+        );
+        let mut rec = Recorder::default();
+        teardown(dir.path(), "r1", &mut rec).unwrap();
+        assert_eq!(rec.ops, plan.ops);
+        assert!(!l.path().exists());
+        assert!(matches!(
+            teardown(dir.path(), "r1", &mut rec),
+            Err(LedgerError::NoLedger { .. })
+        ));
+    }
+
+    #[test]
+    fn a_failed_teardown_keeps_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::create(dir.path(), "r2", None).unwrap();
+        l.record_ops(&[Op::NetnsAdd { name: "x".into() }]).unwrap();
+        let mut rec = Recorder {
+            fail_on: Some("ip netns del x".into()),
+            ..Default::default()
+        };
+        assert!(teardown(dir.path(), "r2", &mut rec).is_err());
+        assert!(l.path().exists());
+    }
+
+    #[test]
+    fn blocks_are_disjoint_across_ledgers_and_freed_by_teardown() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool: Ipv4Net = "198.18.0.0/22".parse().unwrap();
+        let mut a = Ledger::create(dir.path(), "a", None).unwrap();
+        let mut b = Ledger::create(dir.path(), "b", None).unwrap();
+        let mut c = Ledger::create(dir.path(), "c", None).unwrap();
+        assert_eq!(
+            a.allocate_block(pool, 512).unwrap().to_string(),
+            "198.18.0.0/23"
+        );
+        assert_eq!(
+            b.allocate_block(pool, 256).unwrap().to_string(),
+            "198.18.2.0/24"
+        );
+        assert_eq!(
+            c.allocate_block(pool, 256).unwrap().to_string(),
+            "198.18.3.0/24"
+        );
+        let mut d = Ledger::create(dir.path(), "d", None).unwrap();
+        assert!(matches!(
+            d.allocate_block(pool, 256),
+            Err(LedgerError::PoolExhausted { .. })
+        ));
+        teardown(dir.path(), "b", &mut Recorder::default()).unwrap();
+        assert_eq!(
+            d.allocate_block(pool, 256).unwrap().to_string(),
+            "198.18.2.0/24"
+        );
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_and_dead_owner_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.ledger");
+        fs::write(
+            &p,
+            "{\"object\":\"owner\",\"pid\":4000000,\"start\":1}\n{\"object\":\"netns\",\"na",
+        )
+        .unwrap();
+        let e = read(&p).unwrap();
+        assert_eq!(e.len(), 1);
+        assert!(!owner_alive(&e));
+        assert_eq!(list_runs(dir.path()).unwrap(), vec!["x".to_string()]);
+    }
+}

@@ -1,0 +1,42 @@
+//! sdnbed: a research testbed and simulator for deployments on programmable networks.
+//!
+//! A researcher describes an experiment once, as a *scenario* (topology, links, policies, a
+//! workload, the rollout of a new service version, timed events, a parameter sweep), runs it on a
+//! *backend* and gets an immutable, self-describing *run directory* with time series, per-version
+//! and per-phase statistics, and figures.
+//!
+//! The layers, from pure to effectful:
+//!
+//! - [`scenario`] parses and validates the file format into a [`scenario::Scenario`] that later
+//!   code never re-checks, and expands sweeps into runs.
+//! - [`model`] holds the sans-IO cores (time, seeds, distributions, links, services, steering,
+//!   rollout strategies, canary analysis): they take `now` as an argument and say when they next
+//!   need attention, so one implementation serves simulation and emulation alike.
+//! - [`driver`] is the control core every backend shares: which replicas exist, what steering
+//!   is told and when (propagation delay), and the rollout strategy's decisions, as commands.
+//! - [`sim`] is the discrete-event simulator that carries those commands out in virtual time;
+//!   [`backend`] holds the netns backend, which carries them out with real processes in real
+//!   time, and the output both return.
+//! - [`metrics`] turns request outcomes into windows, HdrHistograms and per-version, per-phase
+//!   statistics; [`results`] writes and reads run and experiment directories; [`report`] draws
+//!   figures and tables from them.
+//! - [`dataplane`] is the SDN controller of the netns backend: network namespaces, veths,
+//!   routes, `tbf` shaping and nftables steering and policies, with a teardown ledger.
+//! - [`linkemu`] is the user-space link emulator: TUN devices in place of a link's veth pair,
+//!   one packet thread driving [`model::link`] in real time where the kernel has no netem.
+//! - [`workload`] is the built-in HTTP service (`sdnbed serve`) and the open-loop load
+//!   generator (`sdnbed load`) that the real backends run.
+//! - [`cli`] holds one file per subcommand; `main.rs` only dispatches.
+
+pub mod backend;
+pub mod cli;
+pub mod dataplane;
+pub mod driver;
+pub mod linkemu;
+pub mod metrics;
+pub mod model;
+pub mod report;
+pub mod results;
+pub mod scenario;
+pub mod sim;
+pub mod workload;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs all of sdnbed's checks and tests on a fresh machine, installing what they need first.
+# CI runs exactly this (.ci/run). Needs Rust (cargo); installs Debian packages when missing and
+# when run as root.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# System packages the tests use (network namespaces and nftables for the real backends' tests).
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "warning: ${missing[*]} missing and cannot be installed here; tests that need them will fail" >&2
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

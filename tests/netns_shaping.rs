@@ -112,10 +112,7 @@ fn delay_needs_netem_or_fails_before_deploying() {
             let err = e.to_string();
             assert!(err.starts_with("link h1—h2 needs delay 20 ms"), "{err}");
             assert!(err.contains("this kernel has no sch_netem"), "{err}");
-            assert!(
-                err.contains("carries such links through the emulator"),
-                "{err}"
-            );
+            assert!(err.contains("hands such links to the emulator"), "{err}");
         }
     }
     assert_gone(&run);

@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::dataplane::ledger::{self, Entry};
 use crate::dataplane::netlink::{command_in, Kernel};
-use crate::dataplane::{install_signal_teardown, prepare, Dataplane, DeployOptions, Ipv4Net};
+use crate::dataplane::{install_signal_teardown, DeployOptions, Ipv4Net};
 use crate::model::rollout::Traffic;
 use crate::model::steering::{Endpoint, SteeringTable};
 use crate::scenario::{load_experiment, LoadOptions};
@@ -36,6 +36,13 @@ pub struct UpArgs {
     /// Print only the run id (for scripts).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Stay in the foreground and tear the run down at Ctrl-C (or SIGTERM), instead of
+    /// returning and leaving the run to `sdnbed down`.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Internal: this process is the keeper `sdnbed up` starts (see `up`).
+    #[arg(long, hide = true, conflicts_with = "foreground")]
+    pub keeper: bool,
 }
 
 #[derive(Args, Debug)]
@@ -70,10 +77,26 @@ fn ledger_dir() -> &'static Path {
     Path::new(ledger::DEFAULT_DIR)
 }
 
+/// The keeper's last line on its stdout when it stays to carry emulated links (not shown).
+const HOLDING: &str = "sdnbed-up-keeper: holding";
+
 /// `sdnbed up FILE [--out DIR]`.
+///
+/// Links the kernel cannot shape (delay, jitter, loss or a trace without netem) are carried by
+/// the user-space link emulator, which lives in a process. So the deploy runs in a child, the
+/// keeper (`sdnbed up … --keeper`, in its own session, its stderr in `OUT/lab.log`): it deploys,
+/// prints the run, and either leaves (nothing to carry: the run stays up without it) or stays to
+/// carry the emulated links until `sdnbed down` stops it (SIGTERM, after which it tears the run
+/// down itself). This process forwards what the keeper prints and returns once it is up, or
+/// with the keeper's error.
 pub fn up(args: UpArgs) -> anyhow::Result<i32> {
-    let exp =
-        load_experiment(&args.file, &LoadOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let exp = match load_experiment(&args.file, &LoadOptions::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(super::EXIT_INVALID);
+        }
+    };
     let sc = &exp
         .runs
         .first()
@@ -87,6 +110,101 @@ pub fn up(args: UpArgs) -> anyhow::Result<i32> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("results/lab").join(&run));
+    if args.foreground || args.keeper {
+        deploy_and_hold(&args, sc, &run, &out)
+    } else {
+        spawn_keeper(&args, &run, &out)
+    }
+}
+
+fn spawn_keeper(args: &UpArgs, run: &str, out: &Path) -> anyhow::Result<i32> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let log_path = out.join("lab.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut cmd = Command::new(std::env::current_exe().context("finding the sdnbed binary")?);
+    cmd.arg("up")
+        .arg(&args.file)
+        .arg("--out")
+        .arg(out)
+        .args(["--run", run, "--pool", &args.pool, "--keeper"]);
+    if args.quiet {
+        cmd.arg("--quiet");
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    // SAFETY: setsid is async-signal-safe. Its own session keeps the keeper out of the
+    // terminal's signals once this process has returned.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().context("starting the keeper")?;
+    // Ctrl-C or SIGTERM while the keeper deploys: ask it to tear down.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let signal_handle = signals.handle();
+    let forward = std::thread::spawn(move || {
+        for _ in signals.forever() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    });
+    let mut holding = false;
+    let stdout = child.stdout.take().expect("piped");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("reading the keeper's output")?;
+        if line == HOLDING {
+            holding = true;
+        } else {
+            println!("{line}");
+        }
+    }
+    let status = if holding {
+        None
+    } else {
+        Some(child.wait().context("waiting for the keeper")?)
+    };
+    signal_handle.close();
+    let _ = forward.join();
+    match status {
+        None => Ok(0),
+        Some(s) if s.success() => {
+            let _ = std::fs::remove_file(&log_path);
+            Ok(0)
+        }
+        Some(s) => {
+            eprint!("{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            Ok(s.code().unwrap_or(1))
+        }
+    }
+}
+
+/// The deploy itself (`--keeper`, or `--foreground` by hand).
+fn deploy_and_hold(
+    args: &UpArgs,
+    sc: &crate::scenario::Scenario,
+    run: &str,
+    out: &Path,
+) -> anyhow::Result<i32> {
+    use std::io::Write;
+
+    if args.keeper {
+        // A closed stdout (the caller gone) is then an error that tears the run down, not a
+        // silent death that leaves it up with no emulator.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
     let pool: Ipv4Net = args.pool.parse()?;
     install_signal_teardown().context("installing the Ctrl-C handler")?;
     let opts = DeployOptions {
@@ -94,13 +212,12 @@ pub fn up(args: UpArgs) -> anyhow::Result<i32> {
         ledger_copy: Some(out.join("ledger.jsonl")),
         ..Default::default()
     };
-    let (plan, l) = prepare(sc, &run, &opts)?;
-    let kernel = Kernel::new().context("opening rtnetlink (sdnbed up needs root)")?;
-    let mut dp = Dataplane::deploy(plan, l, kernel)?;
+    let (mut dp, mut emu) = crate::linkemu::deploy(sc, run, &opts, Some(&out.join("pcap")))?;
     for s in &sc.services {
         let mut eps = Vec::new();
         for id in 0..s.replicas {
             dp.add_replica(&s.name, id)?;
+            emu.add_replica(&dp, &s.name, id)?;
             eps.push(Endpoint {
                 id,
                 version: &s.version,
@@ -112,16 +229,66 @@ pub fn up(args: UpArgs) -> anyhow::Result<i32> {
         )?;
     }
     let desc = dp.describe();
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let nodes_json = out.join("nodes.json");
     std::fs::write(&nodes_json, serde_json::to_string_pretty(&desc)? + "\n")
         .with_context(|| format!("writing {}", nodes_json.display()))?;
-    let run = dp.keep();
-    if args.quiet {
-        println!("{run}");
+    let emulating = emu.control().is_some();
+    let mut text = if args.quiet {
+        format!("{run}\n")
+    } else {
+        describe(run, &desc, &nodes_json)
+    };
+    if !args.quiet && emulating {
+        text += &format!(
+            "process {} carries the emulated links{}\n",
+            std::process::id(),
+            if args.keeper {
+                format!(" (log: {})", out.join("lab.log").display())
+            } else {
+                String::new()
+            }
+        );
+    }
+    if !args.quiet {
+        text += &if args.foreground {
+            "Ctrl-C tears the run down\n".to_string()
+        } else {
+            format!("stop: sdnbed down {run}\n")
+        };
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    if !(emulating || args.foreground) {
+        stdout.flush()?;
+        dp.keep();
         return Ok(0);
     }
-    println!("run {run} is up ({})", desc["block"].as_str().unwrap_or(""));
+    if args.keeper {
+        writeln!(stdout, "{HOLDING}")?;
+        stdout.flush()?;
+        // Hand the pipe back (the caller returns at its end); anything printed later goes to
+        // the log with stderr.
+        nix::unistd::dup2_stdout(std::io::stderr()).context("redirecting stdout to the log")?;
+    }
+    stdout.flush()?;
+    drop(stdout);
+    // Until SIGTERM or Ctrl-C: the handler tears the run down (the emulator with it) and exits.
+    let _hold = (dp, emu);
+    loop {
+        std::thread::park();
+    }
+}
+
+/// What `sdnbed up` prints about a deployed run.
+fn describe(run: &str, desc: &serde_json::Value, nodes_json: &Path) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "run {run} is up ({})",
+        desc["block"].as_str().unwrap_or("")
+    );
     let empty = Vec::new();
     for n in desc["nodes"].as_array().unwrap_or(&empty) {
         let addrs: Vec<String> = n["ifaces"]
@@ -137,7 +304,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<i32> {
                 )
             })
             .collect();
-        println!(
+        let _ = writeln!(
+            t,
             "  {:<12} {:<28} {}",
             n["name"].as_str().unwrap_or(""),
             n["netns"].as_str().unwrap_or(""),
@@ -145,14 +313,16 @@ pub fn up(args: UpArgs) -> anyhow::Result<i32> {
         );
     }
     for s in desc["services"].as_array().unwrap_or(&empty) {
-        println!(
+        let _ = writeln!(
+            t,
             "  service {} at {}:{}",
             s["name"].as_str().unwrap_or(""),
             s["vip"].as_str().unwrap_or(""),
             s["port"]
         );
         for r in s["replicas"].as_array().unwrap_or(&empty) {
-            println!(
+            let _ = writeln!(
+                t,
                 "    {:<10} {:<28} {}",
                 r["name"].as_str().unwrap_or(""),
                 r["netns"].as_str().unwrap_or(""),
@@ -160,10 +330,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    println!("wrote {}", nodes_json.display());
-    println!("try:  sdnbed exec {run} NODE -- ip addr");
-    println!("stop: sdnbed down {run}");
-    Ok(0)
+    let _ = writeln!(t, "wrote {}", nodes_json.display());
+    let _ = writeln!(t, "try:  sdnbed exec {run} NODE -- ip addr");
+    t
 }
 
 /// `sdnbed exec RUN NODE -- CMD…`: the command's exit status.

@@ -14,9 +14,9 @@
 //!   it has not, or netem cannot express the link (a trace, normal or Pareto jitter), or the
 //!   scenario asks for `emulator = "userspace"`, the link belongs to the user-space link
 //!   emulator ([`crate::linkemu`]), which takes it out of the plan before the data plane
-//!   deploys. Given such a link anyway (lab mode, `sdnbed up`, which leaves the run up after it
-//!   exits and so cannot keep an emulator thread running), the deploy (or
-//!   `set_link_shaping`) fails before changing anything, naming the link and what it needs.
+//!   deploys (`linkemu::deploy`, which both `sdnbed run --backend netns` and `sdnbed up` use).
+//!   Given such a link anyway, the deploy (or `set_link_shaping`) fails before changing
+//!   anything, naming the link and what it needs.
 //! - **Steering** changes are one nftables transaction each (see `nft`); they apply to new
 //!   connections, established ones stay on their replica (conntrack). What a change is based
 //!   on, and when it is made (`propagation_delay`), is the driver's business: the data plane
@@ -52,8 +52,7 @@ pub enum DataplaneError {
     Exec(#[from] ExecError),
     #[error(
         "link {link} needs {what}, which takes kernel netem or the user-space link emulator: \
-         {why}; `sdnbed run --backend netns` carries such links through the emulator, lab mode \
-         (`sdnbed up`) only with kernel netem"
+         {why}; deploy through `linkemu::deploy`, which hands such links to the emulator"
     )]
     NeedsEmulator {
         link: String,

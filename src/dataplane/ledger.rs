@@ -359,17 +359,60 @@ pub fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether the ledger's owner process is still running.
-pub fn owner_alive(entries: &[Entry]) -> bool {
-    entries.iter().any(|e| match e {
-        Entry::Owner { pid, start } => {
-            *pid != std::process::id() && process_start(*pid) == Some(*start)
+/// Whether process `pid` started at `start` still runs (a zombie, exited but not yet reaped,
+/// does not).
+fn running(pid: u32, start: u64) -> bool {
+    process_start(pid) == Some(start)
+        && fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .and_then(|i| s[i + 1..].split_whitespace().next().map(String::from))
+            })
+            .is_some_and(|state| state != "Z")
+}
+
+/// The ledger's owner, if it is another process and still running.
+fn live_owner(entries: &[Entry]) -> Option<(u32, u64)> {
+    entries.iter().find_map(|e| match e {
+        Entry::Owner { pid, start } if *pid != std::process::id() && running(*pid, *start) => {
+            Some((*pid, *start))
         }
-        _ => false,
+        _ => None,
     })
 }
 
+/// Whether the ledger's owner process is still running.
+pub fn owner_alive(entries: &[Entry]) -> bool {
+    live_owner(entries).is_some()
+}
+
+/// How long a live owner gets to tear its run down after SIGTERM before it is killed.
+const OWNER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks a live owner (a `sdnbed run` in progress, or the keeper `sdnbed up` leaves to carry
+/// emulated links) to tear its run down itself: SIGTERM, then up to [`OWNER_GRACE`] to exit,
+/// SIGKILL after that. Its own teardown stops what only it holds (the link emulator) before
+/// the namespaces go.
+fn stop_owner(entries: &[Entry]) {
+    use nix::sys::signal::{kill, Signal};
+    let Some((pid, start)) = live_owner(entries) else {
+        return;
+    };
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + OWNER_GRACE;
+    while running(pid, start) {
+        if std::time::Instant::now() > deadline {
+            let _ = kill(target, Signal::SIGKILL);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Tears down run `run` from its ledger in `dir` alone, then deletes the ledger. Idempotent.
+/// A live owner other than the caller is first asked to do it itself ([`stop_owner`]).
 pub fn teardown(dir: &Path, run: &str, exec: &mut dyn Executor) -> Result<(), LedgerError> {
     let path = ledger_path(dir, run);
     if !path.exists() {
@@ -377,6 +420,11 @@ pub fn teardown(dir: &Path, run: &str, exec: &mut dyn Executor) -> Result<(), Le
             run: run.to_string(),
             dir: dir.to_path_buf(),
         });
+    }
+    stop_owner(&read(&path)?);
+    if !path.exists() {
+        // The owner tore the run down.
+        return Ok(());
     }
     let plan = teardown_plan(&read(&path)?);
     for (pid, start) in &plan.processes {

@@ -23,9 +23,9 @@
 //! Kernel netem, where present and where it can express the link, stays the data plane's
 //! business (`dataplane::tc`, options byte-identical to `tc`'s).
 //!
-//! Not supported: lab mode (`Dataplane::keep`) stops the
-//! emulator with the handle (its TUN devices close), so in a run kept by `sdnbed up` emulated
-//! links carry nothing: lab mode would need a process that outlives `sdnbed up`.
+//! The emulator lives as long as the process that holds it: in lab mode (`sdnbed up`) that is
+//! a keeper process, which carries the run's emulated links until `sdnbed down` stops it
+//! (`cli::lab`).
 //!
 //! Cost: the packet thread runs at `SCHED_FIFO` priority and busy-polls within 100 µs of a
 //! deadline, so under a steady packet stream (e.g. a 1 Gbit/s shaped flow, a delivery every

@@ -1,0 +1,282 @@
+//! Lab mode end to end through the binary (CI runs as root): `sdnbed up` deploys and returns,
+//! `sdnbed exec` runs commands in nodes and replicas, `sdnbed down` removes everything,
+//! including the keeper that carries emulated links.
+
+mod netns_common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sdnbed::dataplane::ledger::{self, Entry};
+
+fn sdnbed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sdnbed"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running sdnbed")
+}
+
+/// Takes the run down when the test ends, passed or failed.
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = sdnbed(&["down", &self.0]);
+    }
+}
+
+/// Client `a` — gateway `gw` — two replicas of `web`, with `a_gw` and `gw_web` as the two
+/// links' extra keys.
+fn write_scenario(dir: &Path, a_gw: &str, gw_web: &str) -> String {
+    let text = format!(
+        r#"
+[scenario]
+name = "lab"
+duration = "10s"
+backend = "netns"
+
+[[node]]
+name = "a"
+kind = "client"
+
+[[node]]
+name = "gw"
+kind = "gateway"
+
+[service.web]
+replicas = 2
+port = 8080
+gateway = "gw"
+version = "v1"
+
+[service.web.versions.v1]
+service_time = "const(0ms)"
+
+[[link]]
+between = ["a", "gw"]
+{a_gw}
+
+[[link]]
+between = ["gw", "web"]
+{gw_web}
+
+[[workload]]
+name = "users"
+from = "a"
+to = "web"
+rate = "10/s"
+"#
+    );
+    let path = dir.join("lab.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The run's ledger owner (the process that deployed it), if it still runs.
+fn keeper_pid(run: &str) -> Option<u32> {
+    let ledger = Path::new(ledger::DEFAULT_DIR).join(format!("{run}.ledger"));
+    ledger::read(&ledger)
+        .expect("the run's ledger")
+        .iter()
+        .find_map(|e| match e {
+            Entry::Owner { pid, .. } if !exited(*pid) => Some(*pid),
+            _ => None,
+        })
+}
+
+/// Whether `pid` has exited (a zombie counts: its parent may be an init that does not reap).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
+    }
+}
+
+#[test]
+fn emulated_links_stay_up_with_the_keeper_until_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 5 ms and 1 ms each way, always through the user-space emulator (with or without netem).
+    let file = write_scenario(
+        tmp.path(),
+        "delay = \"5ms\"\nemulator = \"userspace\"",
+        "delay = \"1ms\"\nemulator = \"userspace\"",
+    );
+    let run = netns_common::run_id("lab");
+    let _down = Down(run.clone());
+    let out_dir = tmp.path().join("out");
+    let up = sdnbed(&[
+        "up",
+        &file,
+        "--run",
+        &run,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(stdout.contains("carries the emulated links"), "{stdout}");
+    assert!(
+        !stdout.contains("holding"),
+        "the keeper's marker is not shown"
+    );
+    let keeper = keeper_pid(&run).expect("the keeper stays");
+
+    // A server in each replica, then open-loop load from the client to the service address.
+    let nodes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("nodes.json")).unwrap())
+            .unwrap();
+    let vip = nodes["services"][0]["vip"].as_str().unwrap().to_string();
+    let exe = env!("CARGO_BIN_EXE_sdnbed");
+    let mut servers: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(exe)
+                .args(["exec", &run, &format!("web-{i}"), "--", exe, "serve"])
+                .args(["--listen", "0.0.0.0:8080", "--version", &format!("r{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let url = format!("http://{vip}:8080/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let load = sdnbed(&[
+            "exec",
+            &run,
+            "a",
+            "--",
+            exe,
+            "load",
+            "--url",
+            &url,
+            "--rate",
+            "100/s",
+            "--duration",
+            "2s",
+            "--json",
+        ]);
+        let r: Option<serde_json::Value> = serde_json::from_slice(&load.stdout).ok();
+        // The servers may still be starting: try again until every request is answered.
+        match r {
+            Some(r) if r["ok"] == r["requests"] && r["requests"].as_u64() > Some(150) => break r,
+            _ if Instant::now() > deadline => panic!(
+                "no clean load run: {}{}",
+                String::from_utf8_lossy(&load.stdout),
+                String::from_utf8_lossy(&load.stderr)
+            ),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    // Two emulated links each way: 2 × (5 + 1) ms of delay, plus loopback-scale processing.
+    let p50_ms = report["latency_ns"]["p50"].as_f64().unwrap() / 1e6;
+    assert!((12.0..13.5).contains(&p50_ms), "p50 {p50_ms} ms");
+    let by_version = report["by_version"].as_object().unwrap();
+    assert!(
+        by_version.contains_key("r0") && by_version.contains_key("r1"),
+        "the service address spreads over both replicas: {by_version:?}"
+    );
+
+    let down = sdnbed(&["down", &run]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(exited(keeper), "down stops the keeper");
+    for s in &mut servers {
+        // `exec` returns when its command ends: the servers went with their namespaces.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "a server outlived the run");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    netns_common::assert_gone(&run);
+}
+
+#[test]
+fn kernel_only_links_need_no_keeper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write_scenario(tmp.path(), "bandwidth = \"100Mbit\"", "");
+    let run = netns_common::run_id("labk");
+    let _down = Down(run.clone());
+    let out_dir = tmp.path().join("out");
+    let up = sdnbed(&[
+        "up",
+        &file,
+        "--run",
+        &run,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&up.stdout).trim(),
+        run,
+        "-q prints the run id"
+    );
+    assert_eq!(
+        keeper_pid(&run),
+        None,
+        "nothing to carry: the keeper has left"
+    );
+    assert!(
+        !out_dir.join("lab.log").exists(),
+        "an empty log is not kept"
+    );
+    // The run is up without it: the client routes to the gateway over the link.
+    let nodes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("nodes.json")).unwrap())
+            .unwrap();
+    let gw = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "gw")
+        .unwrap()["ifaces"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip = sdnbed(&["exec", &run, "a", "--", "ip", "-o", "route", "get", &gw]);
+    assert!(ip.status.success());
+    assert!(String::from_utf8_lossy(&ip.stdout).contains("dev e0-gw"));
+    let down = sdnbed(&["down", &run]);
+    assert!(down.status.success());
+    netns_common::assert_gone(&run);
+}
+
+#[test]
+fn a_failed_deploy_reports_the_keepers_error_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write_scenario(tmp.path(), "", "");
+    let run = netns_common::run_id("labf");
+    let _down = Down(run.clone());
+    // A /31 pool has no room for the run's block.
+    let out_dir = tmp.path().join("out");
+    let up = sdnbed(&[
+        "up",
+        &file,
+        "--run",
+        &run,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--pool",
+        "10.0.0.0/31",
+    ]);
+    assert!(!up.status.success());
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert!(err.contains("error:"), "{err}");
+    netns_common::assert_gone(&run);
+}

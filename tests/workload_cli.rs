@@ -113,7 +113,11 @@ fn workload_cli_says_when_it_falls_behind() {
         sched["send_lag_max_ns"].as_u64().unwrap() > 10_000_000,
         "{sched}"
     );
-    assert!(sched["sent"].as_u64().unwrap() == 40_000, "{sched}");
+    // Every request is accounted for: a request still waiting for a connection `timeout` after
+    // its intended time is a timeout without being sent (on a machine busy enough for that).
+    let sent = sched["sent"].as_u64().unwrap();
+    let timeouts = j["errors"]["timeout"].as_u64().unwrap();
+    assert!(sent <= 40_000 && sent + timeouts >= 40_000, "{j}");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The emulator proper: one packet thread that carries every emulated link of a run.
 //!
-//! Each link has two ends, A and B, each a descriptor on which IP packets are read (what that
-//! end's node sends into the link) and written (what the link delivers to that node). A packet
+//! Each link has two ends, A and B, each a descriptor on which IP packets, each behind a
+//! `virtio_net_hdr` (a TUN device with offloads, see [`gso`]), are read (what that end's node
+//! sends into the link) and written (what the link delivers to that node). A TCP super-packet
+//! is cut into its segments first, and each segment is a packet from then on. A packet
 //! read from end A at `now` is offered to direction A→B's [`LinkDirection`] (the simulator's
 //! model, unchanged), which answers with its arrival time or why it is dropped; the packet then
 //! waits in one delivery heap shared by all links and is written to end B at its arrival time.
@@ -35,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::linkemu::gso::{self, VNET_HDR_LEN};
 use crate::linkemu::pcap::PcapWriter;
 use crate::linkemu::timer::{self, Clock, TimerFd, SPIN};
 use crate::linkemu::LinkEmuError;
@@ -323,8 +326,8 @@ const TOKEN_WAKE: u64 = u64::MAX;
 const TOKEN_TIMER: u64 = u64::MAX - 1;
 /// Packets read from one end per loop iteration before deliveries are looked at again.
 const READ_BATCH: usize = 64;
-/// Largest packet read (a TUN without offloads hands over at most its MTU).
-const READ_BUF: usize = 65_536;
+/// Largest frame read: a TSO super-packet of up to 64 KiB and its `virtio_net_hdr`.
+const READ_BUF: usize = 65_536 + VNET_HDR_LEN;
 
 struct PacketLoop {
     /// By index; None once removed.
@@ -337,6 +340,8 @@ struct PacketLoop {
     pool: Vec<Vec<u8>>,
     seq: u64,
     rbuf: Vec<u8>,
+    /// The packets made of the frame just read (reused between reads).
+    segments: Vec<Vec<u8>>,
 }
 
 impl PacketLoop {
@@ -359,6 +364,7 @@ impl PacketLoop {
             pool: Vec::new(),
             seq: 0,
             rbuf: vec![0; READ_BUF],
+            segments: Vec::new(),
         };
         lp.add(lp.shared.wake.as_raw_fd(), TOKEN_WAKE)?;
         lp.add(lp.timer.raw(), TOKEN_TIMER)?;
@@ -544,7 +550,10 @@ impl PacketLoop {
             }
             if let Some(c) = &mut l.capture {
                 let ts = self.clock.unix_ns(self.clock.now());
-                if c.left.write(ts, &p.buf).is_err() {
+                if c.left
+                    .write(ts, &p.buf[VNET_HDR_LEN.min(p.buf.len())..])
+                    .is_err()
+                {
                     l.capture = None;
                 }
             }
@@ -583,29 +592,39 @@ impl PacketLoop {
                     }
                 }
             }
-            let n = n as usize;
-            let Some(Some(l)) = self.links.get_mut(li) else {
-                return Ok(());
-            };
-            let pkt = &self.rbuf[..n];
-            if let Some(c) = &mut l.capture {
-                if c.entered.write(self.clock.unix_ns(now), pkt).is_err() {
-                    l.capture = None;
-                }
-            }
-            let size = ip_len(pkt).unwrap_or(n) as u64;
-            if let Ok(at) = l.dirs[end].send(now, size) {
+            let frame = &self.rbuf[..n as usize];
+            // A TSO super-packet becomes the segments a real link carries (see `gso`).
+            if gso::split(frame, &mut self.pool, &mut self.segments) == gso::Split::Whole {
                 let mut buf = self.pool.pop().unwrap_or_default();
                 buf.clear();
-                buf.extend_from_slice(pkt);
-                self.seq += 1;
-                self.heap.push(Reverse(Pending {
-                    at,
-                    seq: self.seq,
-                    link: li as u32,
-                    to: (1 - end) as u8,
-                    buf,
-                }));
+                buf.extend_from_slice(frame);
+                self.segments.push(buf);
+            }
+            let Some(Some(l)) = self.links.get_mut(li) else {
+                self.pool.append(&mut self.segments);
+                return Ok(());
+            };
+            for buf in self.segments.drain(..) {
+                let pkt = &buf[VNET_HDR_LEN.min(buf.len())..];
+                if let Some(c) = &mut l.capture {
+                    if c.entered.write(self.clock.unix_ns(now), pkt).is_err() {
+                        l.capture = None;
+                    }
+                }
+                let size = ip_len(pkt).unwrap_or(pkt.len()) as u64;
+                match l.dirs[end].send(now, size) {
+                    Ok(at) => {
+                        self.seq += 1;
+                        self.heap.push(Reverse(Pending {
+                            at,
+                            seq: self.seq,
+                            link: li as u32,
+                            to: (1 - end) as u8,
+                            buf,
+                        }));
+                    }
+                    Err(_) => self.pool.push(buf),
+                }
             }
         }
         Ok(())
@@ -662,6 +681,13 @@ mod tests {
         p
     }
 
+    /// `p` as a TUN end carries it: behind an empty `virtio_net_hdr`.
+    fn framed(p: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; VNET_HDR_LEN];
+        f.extend_from_slice(p);
+        f
+    }
+
     fn recv_blocking(fd: &OwnedFd, timeout_ms: i32) -> Option<Vec<u8>> {
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
@@ -700,7 +726,7 @@ mod tests {
         .unwrap();
         let ctl = emu.control();
         let t0 = std::time::Instant::now();
-        let p = ipv4(100, 7);
+        let p = framed(&ipv4(100, 7));
         // SAFETY: a write of our buffer to our socket.
         unsafe { libc::write(a_node.as_raw_fd(), p.as_ptr().cast(), p.len()) };
         let got = recv_blocking(&b_node, 1000).expect("delivered");
@@ -710,7 +736,7 @@ mod tests {
         // is shared, so preemption is allowed for).
         assert!(took >= std::time::Duration::from_millis(5), "{took:?}");
         assert!(took < std::time::Duration::from_millis(50), "{took:?}");
-        let q = ipv4(60, 9);
+        let q = framed(&ipv4(60, 9));
         // SAFETY: as above.
         unsafe { libc::write(b_node.as_raw_fd(), q.as_ptr().cast(), q.len()) };
         assert_eq!(recv_blocking(&a_node, 1000).unwrap(), q);
@@ -735,7 +761,11 @@ mod tests {
                 .unwrap();
         assert_eq!(entered.len(), 3);
         assert_eq!(left.len(), 2);
-        assert_eq!(left[0].data, p);
+        assert_eq!(
+            left[0].data,
+            p[VNET_HDR_LEN..],
+            "captured without the header"
+        );
         // The pcap shows the link's delay: at least 5 ms between entering and leaving.
         let d = left[0].unix_us - entered[0].unix_us;
         assert!((5000..50_000).contains(&d), "{d}");

@@ -8,6 +8,7 @@
 //! - [`mod@attach`]: which links the emulator carries (`emulator = "auto" | "kernel" |
 //!   "userspace"`, `capture`), and how it plugs into the data plane: a TUN device at each end in
 //!   place of the veth pair (why TUN: see there).
+//! - [`gso`]: TCP segmentation offload on the TUN devices, cut back into segments for the model.
 //! - [`timer`]: `CLOCK_MONOTONIC`, timerfd, 1 ns timer slack, spin before deadlines.
 //! - [`pcap`]: classic pcap files (`capture = true`).
 //! - [`tun`]: TUN devices in a namespace.
@@ -34,6 +35,7 @@
 
 pub mod attach;
 pub mod engine;
+pub mod gso;
 pub mod pcap;
 pub mod timer;
 pub mod tun;

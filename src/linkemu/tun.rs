@@ -1,8 +1,10 @@
 //! TUN devices (`ip tuntap add mode tun`, but owned by a descriptor: non-persistent).
 //!
 //! A TUN device is created by opening `/dev/net/tun` from a thread that has joined the target
-//! namespace, and `TUNSETIFF` with `IFF_TUN | IFF_NO_PI`: packets are bare IP packets, the
-//! device is point-to-point without ARP. Not persistent: the device disappears when the last
+//! namespace, and `TUNSETIFF` with `IFF_TUN | IFF_NO_PI | IFF_VNET_HDR`: each packet is an IP
+//! packet behind a `virtio_net_hdr`, the device is point-to-point without ARP. It announces
+//! checksum and TCP/IPv4 segmentation offload (`TUNSETOFFLOAD`), so senders hand it TCP
+//! super-packets, which the emulator cuts into segments ([`crate::linkemu::gso`]). Not persistent: the device disappears when the last
 //! descriptor closes (the emulator stops or its process dies) or when its namespace is deleted,
 //! whichever comes first; so it can never outlive both the owning process and the run's
 //! namespaces, which the run's ledger lists.
@@ -17,6 +19,11 @@ use crate::dataplane::netlink::{in_netns, netns_path};
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
 
 const SIOCSIFTXQLEN: libc::c_ulong = 0x8943;
 /// The device queue in front of the emulator (`ip link set … txqueuelen`): packets wait there
@@ -92,12 +99,23 @@ pub fn create(ns: &str, name: &str) -> io::Result<Tun> {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = IfReqFlags {
             name: [0; libc::IFNAMSIZ],
-            flags: IFF_TUN | IFF_NO_PI,
+            flags: IFF_TUN | IFF_NO_PI | IFF_VNET_HDR,
             _pad: [0; 22],
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReqFlags lays out.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: TUNSETOFFLOAD takes the offload flags as its unsigned long argument.
+        if unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                TUNSETOFFLOAD as _,
+                libc::c_ulong::from(TUN_F_CSUM | TUN_F_TSO4),
+            )
+        } < 0
+        {
             return Err(io::Error::last_os_error());
         }
         set_txqueuelen(name, TXQUEUELEN)?;

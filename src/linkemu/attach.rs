@@ -14,8 +14,8 @@
 //! with a drop action per end, built by hand), and a frame sent back on a veth end goes the
 //! wrong way (out of the end, not into its stack), so the emulator would need a second device
 //! per end anyway. A TUN device is one object per end that is both the tap and the injection
-//! point, at layer 3 (no ARP to forward), and the kernel here has it. The price is one `read`
-//! and one `write` system call per packet.
+//! point, at layer 3 (no ARP to forward), and the kernel here has it. The price is a `write`
+//! system call per packet and a `read` per packet or TCP super-packet ([`crate::linkemu::gso`]).
 //!
 //! Ownership: the emulator ([`Emulator`]) is handed to the [`Dataplane`] with
 //! [`Dataplane::own`], which drops it (stopping the thread, closing the TUN devices) at

@@ -27,6 +27,46 @@ impl Drop for Down {
     }
 }
 
+/// One lab run of [`write_scenario`]'s topology in a temporary directory, taken down at the end.
+struct Lab {
+    run: String,
+    out_dir: std::path::PathBuf,
+    _down: Down,
+    _tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    /// `sdnbed up` with the links' extra keys and `extra` arguments; the run and its output.
+    fn up(tag: &str, a_gw: &str, gw_web: &str, extra: &[&str]) -> (Lab, Output) {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = write_scenario(tmp.path(), a_gw, gw_web);
+        let run = netns_common::run_id(tag);
+        let out_dir = tmp.path().join("out");
+        let mut args = vec![
+            "up",
+            &file,
+            "--run",
+            &run,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = sdnbed(&args);
+        let lab = Lab {
+            _down: Down(run.clone()),
+            run,
+            out_dir,
+            _tmp: tmp,
+        };
+        (lab, out)
+    }
+
+    fn nodes(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.out_dir.join("nodes.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
 /// Client `a` — gateway `gw` — two replicas of `web`, with `a_gw` and `gw_web` as the two
 /// links' extra keys.
 fn write_scenario(dir: &Path, a_gw: &str, gw_web: &str) -> String {
@@ -96,24 +136,14 @@ fn exited(pid: u32) -> bool {
 
 #[test]
 fn emulated_links_stay_up_with_the_keeper_until_down() {
-    let tmp = tempfile::tempdir().unwrap();
     // 5 ms and 1 ms each way, always through the user-space emulator (with or without netem).
-    let file = write_scenario(
-        tmp.path(),
+    let (lab, up) = Lab::up(
+        "lab",
         "delay = \"5ms\"\nemulator = \"userspace\"",
         "delay = \"1ms\"\nemulator = \"userspace\"",
+        &[],
     );
-    let run = netns_common::run_id("lab");
-    let _down = Down(run.clone());
-    let out_dir = tmp.path().join("out");
-    let up = sdnbed(&[
-        "up",
-        &file,
-        "--run",
-        &run,
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let run = lab.run.clone();
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(
         up.status.success(),
@@ -128,10 +158,10 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
     let keeper = keeper_pid(&run).expect("the keeper stays");
 
     // A server in each replica, then open-loop load from the client to the service address.
-    let nodes: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("nodes.json")).unwrap())
-            .unwrap();
-    let vip = nodes["services"][0]["vip"].as_str().unwrap().to_string();
+    let vip = lab.nodes()["services"][0]["vip"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let exe = env!("CARGO_BIN_EXE_sdnbed");
     let mut servers: Vec<_> = (0..2)
         .map(|i| {
@@ -203,20 +233,8 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
 
 #[test]
 fn kernel_only_links_need_no_keeper() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = write_scenario(tmp.path(), "bandwidth = \"100Mbit\"", "");
-    let run = netns_common::run_id("labk");
-    let _down = Down(run.clone());
-    let out_dir = tmp.path().join("out");
-    let up = sdnbed(&[
-        "up",
-        &file,
-        "--run",
-        &run,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "-q",
-    ]);
+    let (lab, up) = Lab::up("labk", "bandwidth = \"100Mbit\"", "", &["-q"]);
+    let run = lab.run.clone();
     assert!(
         up.status.success(),
         "{}",
@@ -233,14 +251,11 @@ fn kernel_only_links_need_no_keeper() {
         "nothing to carry: the keeper has left"
     );
     assert!(
-        !out_dir.join("lab.log").exists(),
+        !lab.out_dir.join("lab.log").exists(),
         "an empty log is not kept"
     );
     // The run is up without it: the client routes to the gateway over the link.
-    let nodes: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("nodes.json")).unwrap())
-            .unwrap();
-    let gw = nodes["nodes"]
+    let gw = lab.nodes()["nodes"]
         .as_array()
         .unwrap()
         .iter()
@@ -259,24 +274,10 @@ fn kernel_only_links_need_no_keeper() {
 
 #[test]
 fn a_failed_deploy_reports_the_keepers_error_and_leaves_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = write_scenario(tmp.path(), "", "");
-    let run = netns_common::run_id("labf");
-    let _down = Down(run.clone());
     // A /31 pool has no room for the run's block.
-    let out_dir = tmp.path().join("out");
-    let up = sdnbed(&[
-        "up",
-        &file,
-        "--run",
-        &run,
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--pool",
-        "10.0.0.0/31",
-    ]);
+    let (lab, up) = Lab::up("labf", "", "", &["--pool", "10.0.0.0/31"]);
     assert!(!up.status.success());
     let err = String::from_utf8_lossy(&up.stderr);
     assert!(err.contains("error:"), "{err}");
-    netns_common::assert_gone(&run);
+    netns_common::assert_gone(&lab.run);
 }

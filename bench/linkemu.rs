@@ -62,17 +62,6 @@ fn icmp_socket(ns: &str) -> OwnedFd {
     .unwrap()
 }
 
-fn csum(b: &[u8]) -> u16 {
-    let mut s = 0u32;
-    for c in b.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// Round-trip times in ns of `n` ICMP echoes from `ns` to `dst`, `gap` apart.
 fn probe_rtts(ns: &str, dst: Ipv4Addr, n: u64, gap: StdDuration) -> Vec<u64> {
     let sock = Arc::new(icmp_socket(ns));
@@ -148,7 +137,7 @@ fn probe_rtts(ns: &str, dst: Ipv4Addr, n: u64, gap: StdDuration) -> Vec<u64> {
         pkt.extend_from_slice(&(i as u16).to_be_bytes());
         pkt.extend_from_slice(&real_ns().to_le_bytes());
         pkt.extend_from_slice(&[0u8; 40]);
-        let c = csum(&pkt);
+        let c = sdnbed::linkemu::gso::checksum(&pkt);
         pkt[2..4].copy_from_slice(&c.to_be_bytes());
         // SAFETY: sendto with our buffer and address.
         unsafe {

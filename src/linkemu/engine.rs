@@ -550,10 +550,7 @@ impl PacketLoop {
             }
             if let Some(c) = &mut l.capture {
                 let ts = self.clock.unix_ns(self.clock.now());
-                if c.left
-                    .write(ts, &p.buf[VNET_HDR_LEN.min(p.buf.len())..])
-                    .is_err()
-                {
+                if c.left.write(ts, gso::packet(&p.buf)).is_err() {
                     l.capture = None;
                 }
             }
@@ -594,18 +591,13 @@ impl PacketLoop {
             }
             let frame = &self.rbuf[..n as usize];
             // A TSO super-packet becomes the segments a real link carries (see `gso`).
-            if gso::split(frame, &mut self.pool, &mut self.segments) == gso::Split::Whole {
-                let mut buf = self.pool.pop().unwrap_or_default();
-                buf.clear();
-                buf.extend_from_slice(frame);
-                self.segments.push(buf);
-            }
+            gso::split(frame, &mut self.pool, &mut self.segments);
             let Some(Some(l)) = self.links.get_mut(li) else {
                 self.pool.append(&mut self.segments);
                 return Ok(());
             };
             for buf in self.segments.drain(..) {
-                let pkt = &buf[VNET_HDR_LEN.min(buf.len())..];
+                let pkt = gso::packet(&buf);
                 if let Some(c) = &mut l.capture {
                     if c.entered.write(self.clock.unix_ns(now), pkt).is_err() {
                         l.capture = None;

@@ -25,41 +25,53 @@ const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
 
-/// What [`split`] made of one packet read from a TUN device.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Split {
-    /// One packet (with its header): no segmentation asked for, or a kind the devices do not
-    /// announce (passed on whole; the receiving stack segments it).
-    Whole,
-    /// This many segments were appended to the output.
-    Segments(usize),
+/// Appends to `out` the packets that `frame` (`virtio_net_hdr` then an IP packet), read from a
+/// TUN device, stands for, each as its own frame (header included) in a buffer from `pool`: the
+/// segments of a TCP/IPv4 super-packet, or else the frame itself (no segmentation asked for, a
+/// kind the devices do not announce, or a malformed header: passed on whole, and the receiving
+/// stack deals with it).
+pub fn split(frame: &[u8], pool: &mut Vec<Vec<u8>>, out: &mut Vec<Vec<u8>>) {
+    if !segment(frame, pool, out) {
+        let mut b = pool.pop().unwrap_or_default();
+        b.clear();
+        b.extend_from_slice(frame);
+        out.push(b);
+    }
 }
 
-/// Cuts a TCP/IPv4 super-packet `frame` (`virtio_net_hdr` then the IP packet) into segments,
-/// each appended to `out` as its own frame (header included), in buffers taken from `pool`.
-/// Returns [`Split::Whole`], appending nothing, when `frame` asks for no segmentation or cannot
-/// be cut (a malformed header, a kind other than TCP/IPv4).
-pub fn split(frame: &[u8], pool: &mut Vec<Vec<u8>>, out: &mut Vec<Vec<u8>>) -> Split {
+/// The IP packet of a frame (what follows its `virtio_net_hdr`).
+pub fn packet(frame: &[u8]) -> &[u8] {
+    &frame[VNET_HDR_LEN.min(frame.len())..]
+}
+
+/// The Internet checksum (RFC 1071) of `data`: the complement of its ones'-complement sum.
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum16(data, 0))
+}
+
+/// [`split`]'s segmentation: false, appending nothing, when `frame` is not a TCP/IPv4
+/// super-packet that can be cut.
+fn segment(frame: &[u8], pool: &mut Vec<Vec<u8>>, out: &mut Vec<Vec<u8>>) -> bool {
     if frame.len() <= VNET_HDR_LEN {
-        return Split::Whole;
+        return false;
     }
     let gso_type = frame[1] & !GSO_ECN;
     let gso_size = usize::from(u16::from_ne_bytes([frame[4], frame[5]]));
     if gso_type != GSO_TCPV4 || gso_size == 0 {
-        return Split::Whole;
+        return false;
     }
     let p = &frame[VNET_HDR_LEN..];
     if p.len() < 20 || p[0] >> 4 != 4 || p[9] != libc::IPPROTO_TCP as u8 {
-        return Split::Whole;
+        return false;
     }
     let ihl = usize::from(p[0] & 0x0f) * 4;
     if ihl < 20 || p.len() < ihl + 20 {
-        return Split::Whole;
+        return false;
     }
     let thl = usize::from(p[ihl + 12] >> 4) * 4;
     let hdr = ihl + thl;
     if thl < 20 || p.len() <= hdr {
-        return Split::Whole;
+        return false;
     }
     let payload = &p[hdr..];
     let id0 = u16::from_be_bytes([p[4], p[5]]);
@@ -80,7 +92,7 @@ pub fn split(frame: &[u8], pool: &mut Vec<Vec<u8>>, out: &mut Vec<Vec<u8>>) -> S
         s[2..4].copy_from_slice(&total.to_be_bytes());
         s[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
         s[10..12].copy_from_slice(&[0, 0]);
-        let ip_sum = !fold(sum16(&s[..ihl], 0));
+        let ip_sum = checksum(&s[..ihl]);
         s[10..12].copy_from_slice(&ip_sum.to_be_bytes());
         let t = &mut s[ihl..];
         let seq = seq0.wrapping_add((i * gso_size) as u32);
@@ -100,7 +112,7 @@ pub fn split(frame: &[u8], pool: &mut Vec<Vec<u8>>, out: &mut Vec<Vec<u8>>) -> S
         t[16..18].copy_from_slice(&fold(pseudo).to_be_bytes());
         out.push(b);
     }
-    Split::Segments(count)
+    true
 }
 
 /// The ones'-complement sum of `data` as 16-bit big-endian words, added to `acc` (unfolded).
@@ -166,7 +178,8 @@ mod tests {
     fn cuts_a_super_packet_as_the_kernel_would() {
         let f = super_packet(4000, 1448);
         let mut out = Vec::new();
-        assert_eq!(split(&f, &mut Vec::new(), &mut out), Split::Segments(3));
+        split(&f, &mut Vec::new(), &mut out);
+        assert_eq!(out.len(), 3);
         let payload = &f[VNET_HDR_LEN + 52..];
         let mut at = 0;
         for (i, b) in out.iter().enumerate() {
@@ -176,7 +189,7 @@ mod tests {
             assert_eq!(s.len(), 52 + len);
             assert_eq!(usize::from(u16::from_be_bytes([s[2], s[3]])), s.len());
             assert_eq!(u16::from_be_bytes([s[4], s[5]]), 0x1234 + i as u16);
-            assert_eq!(fold(sum16(&s[..20], 0)), 0xffff, "IP header checksum");
+            assert_eq!(checksum(&s[..20]), 0, "IP header checksum");
             let seq = u32::from_be_bytes([s[24], s[25], s[26], s[27]]);
             assert_eq!(
                 seq,
@@ -200,28 +213,25 @@ mod tests {
     #[test]
     fn packets_without_segmentation_stay_whole() {
         let mut pool = Vec::new();
-        let mut out = Vec::new();
         let mut f = super_packet(1000, 1448);
         f[1] = GSO_NONE;
-        assert_eq!(split(&f, &mut pool, &mut out), Split::Whole);
         let mut udp = super_packet(3000, 1448);
         udp[1] = 3; // VIRTIO_NET_HDR_GSO_UDP: not announced, passed on whole
-        assert_eq!(split(&udp, &mut pool, &mut out), Split::Whole);
-        assert_eq!(
-            split(&f[..VNET_HDR_LEN + 30], &mut pool, &mut out),
-            Split::Whole
-        );
-        assert!(out.is_empty());
+        let short = f[..VNET_HDR_LEN + 30].to_vec();
+        for frame in [f, udp, short] {
+            let mut out = Vec::new();
+            split(&frame, &mut pool, &mut out);
+            assert_eq!(out, vec![frame.clone()]);
+            assert_eq!(packet(&out[0]), &frame[VNET_HDR_LEN..]);
+        }
     }
 
     #[test]
     fn reuses_pooled_buffers() {
         let mut pool = vec![vec![7u8; 3000], vec![9u8; 10]];
         let mut out = Vec::new();
-        assert_eq!(
-            split(&super_packet(2000, 1000), &mut pool, &mut out),
-            Split::Segments(2)
-        );
+        split(&super_packet(2000, 1000), &mut pool, &mut out);
+        assert_eq!(out.len(), 2);
         assert!(pool.is_empty());
         assert_eq!(out[0].len(), VNET_HDR_LEN + 52 + 1000);
         assert_eq!(out[1].len(), VNET_HDR_LEN + 52 + 1000);

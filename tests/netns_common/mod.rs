@@ -104,17 +104,6 @@ pub fn deploy(sc: &Scenario, run: &str) -> Dataplane<Kernel> {
     Dataplane::deploy(plan, ledger, Kernel::new().expect("kernel")).expect("deploy")
 }
 
-fn checksum(b: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in b.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// One ICMP echo from namespace `ns` to `dst`; true if the reply came within `timeout`.
 pub fn ping(ns: &str, dst: Ipv4Addr, timeout: Duration) -> bool {
     let f = File::open(netns_path(ns)).expect("netns exists");
@@ -143,7 +132,7 @@ pub fn ping(ns: &str, dst: Ipv4Addr, timeout: Duration) -> bool {
             pkt.extend_from_slice(&id.to_be_bytes());
             pkt.extend_from_slice(&1u16.to_be_bytes());
             pkt.extend_from_slice(b"sdnbed-ping-test");
-            let c = checksum(&pkt);
+            let c = sdnbed::linkemu::gso::checksum(&pkt);
             pkt[2..4].copy_from_slice(&c.to_be_bytes());
             let sa = libc::sockaddr_in {
                 sin_family: libc::AF_INET as u16,

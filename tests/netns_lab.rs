@@ -114,24 +114,16 @@ rate = "10/s"
     path.display().to_string()
 }
 
-/// The run's ledger owner (the process that deployed it), if it still runs.
-fn keeper_pid(run: &str) -> Option<u32> {
+/// The run's ledger owner (the process that deployed it: pid and start time), if it still runs.
+fn keeper(run: &str) -> Option<(u32, u64)> {
     let ledger = Path::new(ledger::DEFAULT_DIR).join(format!("{run}.ledger"));
     ledger::read(&ledger)
         .expect("the run's ledger")
         .iter()
         .find_map(|e| match e {
-            Entry::Owner { pid, .. } if !exited(*pid) => Some(*pid),
+            Entry::Owner { pid, start } if ledger::running(*pid, *start) => Some((*pid, *start)),
             _ => None,
         })
-}
-
-/// Whether `pid` has exited (a zombie counts: its parent may be an init that does not reap).
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
-    }
 }
 
 #[test]
@@ -155,7 +147,7 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
         !stdout.contains("holding"),
         "the keeper's marker is not shown"
     );
-    let keeper = keeper_pid(&run).expect("the keeper stays");
+    let (keeper, keeper_start) = keeper(&run).expect("the keeper stays");
 
     // A server in each replica, then open-loop load from the client to the service address.
     let vip = lab.nodes()["services"][0]["vip"]
@@ -219,7 +211,10 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
         "{}",
         String::from_utf8_lossy(&down.stderr)
     );
-    assert!(exited(keeper), "down stops the keeper");
+    assert!(
+        !ledger::running(keeper, keeper_start),
+        "down stops the keeper"
+    );
     for s in &mut servers {
         // `exec` returns when its command ends: the servers went with their namespaces.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -245,11 +240,7 @@ fn kernel_only_links_need_no_keeper() {
         run,
         "-q prints the run id"
     );
-    assert_eq!(
-        keeper_pid(&run),
-        None,
-        "nothing to carry: the keeper has left"
-    );
+    assert_eq!(keeper(&run), None, "nothing to carry: the keeper has left");
     assert!(
         !lab.out_dir.join("lab.log").exists(),
         "an empty log is not kept"

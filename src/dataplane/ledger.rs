@@ -351,25 +351,25 @@ pub fn teardown_plan(entries: &[Entry]) -> TeardownPlan {
     TeardownPlan { processes, ops }
 }
 
+/// A process's state letter and start time in clock ticks since boot (fields 3 and 22 of
+/// `/proc/PID/stat`).
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = s[s.rfind(')')? + 2..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.nth(18)?.parse().ok()?))
+}
+
 /// The start time of a process (field 22 of `/proc/PID/stat`), to tell it from a later process
 /// that reuses its pid.
 pub fn process_start(pid: u32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat(pid).map(|(_, start)| start)
 }
 
 /// Whether process `pid` started at `start` still runs (a zombie, exited but not yet reaped,
 /// does not).
-fn running(pid: u32, start: u64) -> bool {
-    process_start(pid) == Some(start)
-        && fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .and_then(|i| s[i + 1..].split_whitespace().next().map(String::from))
-            })
-            .is_some_and(|state| state != "Z")
+pub fn running(pid: u32, start: u64) -> bool {
+    matches!(stat(pid), Some((state, s)) if s == start && state != 'Z')
 }
 
 /// The ledger's owner, if it is another process and still running.

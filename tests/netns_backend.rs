@@ -2,29 +2,15 @@
 //! plane, driven by the same rollout state machines as the simulator.
 
 mod netns_common;
+mod scenario_support;
 
 use std::path::{Path, PathBuf};
 
+use scenario_support::{files_under, load};
 use sdnbed::backend::netns::{self, NetnsOptions};
 use sdnbed::backend::RunOutput;
 use sdnbed::model::rollout::{Outcome, Phase};
-use sdnbed::scenario::{load_experiment, LoadOptions, Scenario};
-
-fn scenario(path: &str, overrides: &[(&str, &str)]) -> Scenario {
-    let opts = LoadOptions {
-        overrides: overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    load_experiment(&path, &opts)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .runs[0]
-        .scenario
-        .clone()
-}
+use sdnbed::scenario::Scenario;
 
 /// Runs `s` on namespaces as run `tag`, then checks that nothing of the run is left.
 fn run(s: &Scenario, tag: &str) -> RunOutput {
@@ -45,7 +31,7 @@ fn run(s: &Scenario, tag: &str) -> RunOutput {
 fn rolling(extra: &[(&str, &str)]) -> Scenario {
     let mut o = vec![("scenario.duration", "\"12s\""), ("rollout.at", "\"3s\"")];
     o.extend_from_slice(extra);
-    scenario("scenarios/rolling-netns.toml", &o)
+    load("scenarios/rolling-netns.toml", &o)
 }
 
 #[test]
@@ -138,7 +124,7 @@ fn quickstart_on_namespaces_writes_what_the_simulator_writes() {
             .path();
         if backend == "netns" {
             // The ledger copy names the run; nothing of it may be left.
-            let ledger = walk(&exp.join("netns"))
+            let ledger = files_under(&exp.join("netns"))
                 .into_iter()
                 .find(|p| p.ends_with("ledger.jsonl"))
                 .unwrap();
@@ -150,7 +136,7 @@ fn quickstart_on_namespaces_writes_what_the_simulator_writes() {
         runs.push(run);
     }
     let names = |run: &Path| {
-        let mut f: Vec<String> = walk(run)
+        let mut f: Vec<String> = files_under(run)
             .iter()
             .map(|p| p.strip_prefix(run).unwrap().display().to_string())
             .collect();
@@ -205,7 +191,7 @@ fn clean_after_sigkill_leaves_nothing() {
     // Wait until the run is under way: its ledger copy lists its four replicas' processes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let (run_id, pids) = loop {
-        let ledger = walk_if_exists(tmp.path())
+        let ledger = files_under(tmp.path())
             .into_iter()
             .find(|p| p.ends_with("ledger.jsonl"));
         let text = ledger
@@ -260,28 +246,4 @@ fn clean_after_sigkill_leaves_nothing() {
     }
     let left: Vec<&u64> = pids.iter().filter(|p| running(p)).collect();
     assert!(left.is_empty(), "replica processes left: {left:?}");
-}
-
-fn walk_if_exists(dir: &Path) -> Vec<PathBuf> {
-    if dir.is_dir() {
-        walk(dir)
-    } else {
-        Vec::new()
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

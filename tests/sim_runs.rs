@@ -1,21 +1,9 @@
 //! Whole simulated runs: determinism, rollouts, failures.
 
-use std::path::Path;
+mod scenario_support;
 
-use sdnbed::scenario::{load_experiment, parse_experiment, LoadOptions, Scenario};
-
-fn load(path: &str, overrides: &[(&str, &str)]) -> Scenario {
-    let opts = LoadOptions {
-        overrides: overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    let exp = load_experiment(&path, &opts).unwrap_or_else(|e| panic!("{e}"));
-    exp.runs[0].scenario.clone()
-}
+use scenario_support::load;
+use sdnbed::scenario::{parse_experiment, LoadOptions};
 
 fn fingerprint(out: &sdnbed::backend::RunOutput) -> String {
     let events: Vec<String> = out.events.iter().map(|e| format!("{:?}", e)).collect();

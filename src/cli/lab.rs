@@ -77,6 +77,9 @@ fn ledger_dir() -> &'static Path {
     Path::new(ledger::DEFAULT_DIR)
 }
 
+/// The keeper's log (its stderr, and its stdout once it holds), in the run's output directory.
+const LOG_FILE: &str = "lab.log";
+
 /// The keeper's last line on its stdout when it stays to carry emulated links (not shown).
 const HOLDING: &str = "sdnbed-up-keeper: holding";
 
@@ -123,7 +126,7 @@ fn spawn_keeper(args: &UpArgs, run: &str, out: &Path) -> anyhow::Result<i32> {
     use std::process::{Command, Stdio};
 
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let log_path = out.join("lab.log");
+    let log_path = out.join(LOG_FILE);
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let mut cmd = Command::new(std::env::current_exe().context("finding the sdnbed binary")?);
@@ -234,29 +237,28 @@ fn deploy_and_hold(
     std::fs::write(&nodes_json, serde_json::to_string_pretty(&desc)? + "\n")
         .with_context(|| format!("writing {}", nodes_json.display()))?;
     let emulating = emu.control().is_some();
-    let mut text = if args.quiet {
+    let text = if args.quiet {
         format!("{run}\n")
     } else {
-        describe(run, &desc, &nodes_json)
-    };
-    if !args.quiet && emulating {
-        text += &format!(
-            "process {} carries the emulated links{}\n",
-            std::process::id(),
-            if args.keeper {
-                format!(" (log: {})", out.join("lab.log").display())
+        let mut t = describe(run, &desc, &nodes_json);
+        if emulating {
+            let log = if args.keeper {
+                format!(" (log: {})", out.join(LOG_FILE).display())
             } else {
                 String::new()
-            }
-        );
-    }
-    if !args.quiet {
-        text += &if args.foreground {
+            };
+            t += &format!(
+                "process {} carries the emulated links{log}\n",
+                std::process::id()
+            );
+        }
+        t += &if args.foreground {
             "Ctrl-C tears the run down\n".to_string()
         } else {
             format!("stop: sdnbed down {run}\n")
         };
-    }
+        t
+    };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     if !(emulating || args.foreground) {

@@ -16,8 +16,31 @@
 //!   own deadline comes; never twice for the same change.
 //! - The recorder is told about replica counts (live replicas of the observed service: the
 //!   rolled-out one, or the first), effective steering weights, phase changes and aborts.
+//!
+//! # What a timed event means
+//!
+//! The driver owns the meaning of every `[[event]]`, including its undo (after `duration`);
+//! backends only carry out the commands it returns from [`Driver::scenario_event`]. The rule:
+//! **an event's undo takes away that event's change and nothing else.** At any moment a
+//! parameter has the value the declared scenario gives, changed by the events still active
+//! (started and not undone), applied in the order they started, so that the latest-started
+//! active event wins per parameter. When no event is active, the declared value returns.
+//!
+//! - `link-down` / `link-up`: the link's up state ([`Command::LinkUp`]); declared: up.
+//! - `set-link`: each active event's patch, applied in start order over the declared
+//!   parameters, replaces only the parameters it names ([`Command::LinkParams`]).
+//! - `set-rate`: the same rule gives each workload one piecewise rate schedule,
+//!   [`Driver::workload_schedule`], fixed before the run, because event times are. The
+//!   simulator and the load generator both draw their arrivals from it; the event itself only
+//!   enters the run's story.
+//! - `kill-replica`: no undo. Kills the oldest `count` ready and running replicas
+//!   ([`Command::Restart`]): SIGKILL, then the same replica starts again in place.
+//!
+//! Events and their undos are due at [`Command::EventAt`] times, which the driver hands out
+//! with [`Driver::timed_events`] (all events) and from `scenario_event` (an undo).
 
 use crate::metrics::{Recorder, RecorderConfig, ReplicaCounts};
+use crate::model::link::LinkParams;
 use crate::model::rollout::{
     Action, Outcome, Phase, ReplicaId, ReplicaState, ReplicaView, RolloutDriver, Traffic,
 };
@@ -25,7 +48,7 @@ use crate::model::service::DrainTimeline;
 use crate::model::steering::{Endpoint, SteeringTable};
 use crate::model::time::{Duration, Instant};
 use crate::results::RunEvent;
-use crate::scenario::types::{Scenario, Target};
+use crate::scenario::types::{EventAction, RateSchedule, Rollout, Scenario, Service, Target};
 
 /// A replica as the driver sees it; the backend keeps what it needs to realise it alongside,
 /// under the same id.
@@ -38,7 +61,7 @@ pub struct ReplicaRecord {
 }
 
 /// What the backend must do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// The strategy added replica `id` (state Starting): create and start it.
     Start { id: ReplicaId },
@@ -57,6 +80,19 @@ pub enum Command {
     },
     /// Call [`Driver::wake`] and [`Driver::poll`] at `at`.
     PollAt { at: Instant },
+    /// At `at`, call [`Driver::scenario_event`]`(index, undo)`.
+    EventAt {
+        index: usize,
+        undo: bool,
+        at: Instant,
+    },
+    /// Declared link `link` (every instance of it) goes up or down.
+    LinkUp { link: usize, up: bool },
+    /// Declared link `link` (every instance of it, and those created later) takes `params`.
+    LinkParams { link: usize, params: LinkParams },
+    /// Kill replica `id`'s process (SIGKILL) and start it again in place; probes notice only if
+    /// the outage spans `failure_threshold` probes.
+    Restart { id: ReplicaId },
 }
 
 type Snapshot = (Traffic, Vec<(ReplicaId, usize)>);
@@ -67,6 +103,8 @@ pub struct Driver<'s> {
     traffic: Vec<Traffic>,
     snapshots: Vec<Vec<Option<Snapshot>>>,
     rollout: Option<RolloutDriver>,
+    /// The rollout being (or last) run: the scenario's, or one begun on demand.
+    rollout_spec: Option<Rollout>,
     rollout_svc: Option<usize>,
     dirty: bool,
     poll_scheduled: Instant,
@@ -76,6 +114,8 @@ pub struct Driver<'s> {
     events: Vec<RunEvent>,
     /// Per workload: its requests go to the rolled-out service (decided once, not per request).
     feeds_rollout: Vec<bool>,
+    /// Timed events started and not undone, in the order they started.
+    active_events: Vec<usize>,
 }
 
 impl<'s> Driver<'s> {
@@ -97,6 +137,7 @@ impl<'s> Driver<'s> {
                 .as_ref()
                 .zip(rollout_svc)
                 .map(|(r, si)| RolloutDriver::new(r, &s.services[si])),
+            rollout_spec: s.rollout.clone(),
             rollout_svc,
             dirty: rollout_svc.is_some(),
             poll_scheduled: Instant::MAX,
@@ -104,15 +145,184 @@ impl<'s> Driver<'s> {
             observed_svc,
             counts: ReplicaCounts::new(),
             events: Vec::new(),
-            feeds_rollout: s
-                .workloads
-                .iter()
-                .map(|w| match (&w.to, rollout_svc) {
-                    (Target::Service(name), Some(si)) => *name == s.services[si].name,
-                    _ => false,
-                })
-                .collect(),
+            feeds_rollout: feeds(s, rollout_svc),
+            active_events: Vec::new(),
         }
+    }
+
+    /// Begins `rollout` at `now`, whatever its `at` says (lab mode: a rollout on demand, from
+    /// the version the service's live replicas run). Refused while another one is under way.
+    pub fn begin_rollout(&mut self, now: Instant, rollout: &Rollout) -> Result<(), String> {
+        if self
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase() == Phase::During)
+        {
+            return Err("a rollout is under way in this run".into());
+        }
+        let si = self
+            .s
+            .services
+            .iter()
+            .position(|x| x.name == rollout.service)
+            .ok_or_else(|| format!("no service `{}`", rollout.service))?;
+        let service = &self.s.services[si];
+        let current = self
+            .replicas
+            .iter()
+            .find(|r| r.svc == si && r.state != ReplicaState::Gone)
+            .map_or(service.version.as_str(), |r| {
+                service.versions[r.version].name.as_str()
+            });
+        if service.version(&rollout.to).is_none() {
+            return Err(format!(
+                "service {} has no version `{}`",
+                service.name, rollout.to
+            ));
+        }
+        if current == rollout.to {
+            return Err(format!(
+                "service {} already runs version {}",
+                service.name, rollout.to
+            ));
+        }
+        let from = Service {
+            version: current.to_string(),
+            ..service.clone()
+        };
+        let spec = Rollout {
+            at: now.saturating_since(Instant::ZERO),
+            ..rollout.clone()
+        };
+        self.rollout = Some(RolloutDriver::new(&spec, &from));
+        self.rollout_spec = Some(spec);
+        self.rollout_svc = Some(si);
+        self.observed_svc = Some(si);
+        self.feeds_rollout = feeds(self.s, Some(si));
+        self.phase = Phase::Before;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// The rollout's phase and outcome (None without a rollout).
+    pub fn rollout_status(&self) -> Option<(Phase, Option<&Outcome>)> {
+        self.rollout.as_ref().map(|r| (r.phase(), r.outcome()))
+    }
+
+    /// Every timed event of the scenario, as the commands that make it due.
+    pub fn timed_events(&self) -> impl Iterator<Item = Command> + '_ {
+        self.s
+            .events
+            .iter()
+            .enumerate()
+            .map(|(index, e)| Command::EventAt {
+                index,
+                undo: false,
+                at: Instant::ZERO + e.at,
+            })
+    }
+
+    /// Workload `wl`'s rate over the run: its declared schedule with the `set-rate` events
+    /// folded in by the rule in the module docs.
+    pub fn workload_schedule(&self, wl: usize) -> RateSchedule {
+        self.s.effective_rate(&self.s.workloads[wl])
+    }
+
+    /// Timed event `index` (or its undo) is due: what it changes, as commands (see the module
+    /// docs for the rule). `running` says whether a replica's process is running now (a killed
+    /// replica that is restarting is not killed twice).
+    pub fn scenario_event(
+        &mut self,
+        now: Instant,
+        index: usize,
+        undo: bool,
+        running: impl Fn(ReplicaId) -> bool,
+    ) -> Vec<Command> {
+        let s = self.s;
+        let e = &s.events[index];
+        let verb = if undo { "undo" } else { e.action.name() };
+        if undo {
+            self.active_events.retain(|&i| i != index);
+        } else {
+            self.active_events.push(index);
+        }
+        let mut commands = Vec::new();
+        match &e.action {
+            EventAction::LinkDown { link } | EventAction::LinkUp { link } => {
+                let li = self.link_index(link);
+                let up = self.link_up(li);
+                let state = if up { "up" } else { "down" };
+                let detail = format!("link {}-{} {state}", link[0], link[1]);
+                self.log(now, "scenario", verb, detail);
+                commands.push(Command::LinkUp { link: li, up });
+            }
+            EventAction::SetLink { link, .. } => {
+                let li = self.link_index(link);
+                let params = self.link_params(li);
+                let detail = format!("link {}-{} parameters changed", link[0], link[1]);
+                self.log(now, "scenario", verb, detail);
+                commands.push(Command::LinkParams { link: li, params });
+            }
+            EventAction::KillReplica {
+                service,
+                version,
+                count,
+            } => {
+                if !undo {
+                    for id in self.kill_victims(service, version.as_deref(), *count, running) {
+                        let detail = format!("replica {id} killed; restarting");
+                        self.log(now, "scenario", "kill-replica", detail);
+                        commands.push(Command::Restart { id });
+                    }
+                }
+            }
+            EventAction::SetRate { workload, .. } => {
+                let wl = s
+                    .workloads
+                    .iter()
+                    .position(|w| &w.name == workload)
+                    .expect("validated");
+                let rate = self
+                    .workload_schedule(wl)
+                    .rate_at(now.saturating_since(Instant::ZERO));
+                let detail = format!("workload {workload} rate {rate}");
+                self.log(now, "scenario", verb, detail);
+            }
+        }
+        if let (false, Some(d)) = (undo, e.duration) {
+            if !matches!(e.action, EventAction::KillReplica { .. }) {
+                commands.push(Command::EventAt {
+                    index,
+                    undo: true,
+                    at: Instant::ZERO + e.at + d,
+                });
+            }
+        }
+        commands
+    }
+
+    /// Declared link `li`'s up state now: the latest-started active link-down/link-up, else up.
+    fn link_up(&self, li: usize) -> bool {
+        self.active_events
+            .iter()
+            .rev()
+            .find_map(|&i| match &self.s.events[i].action {
+                EventAction::LinkDown { link } if self.link_index(link) == li => Some(false),
+                EventAction::LinkUp { link } if self.link_index(link) == li => Some(true),
+                _ => None,
+            })
+            .unwrap_or(true)
+    }
+
+    /// Declared link `li`'s parameters now: the active set-link patches over the declared ones.
+    fn link_params(&self, li: usize) -> LinkParams {
+        self.active_events
+            .iter()
+            .filter_map(|&i| match &self.s.events[i].action {
+                EventAction::SetLink { link, patch } if self.link_index(link) == li => Some(patch),
+                _ => None,
+            })
+            .fold(self.s.links[li].params.clone(), |p, patch| patch.apply(&p))
     }
 
     /// The recorder configuration for this scenario (the same on every backend).
@@ -122,7 +332,7 @@ impl<'s> Driver<'s> {
             duration: self.s.duration,
             warmup: self.s.warmup,
             steady_replicas: self.observed_svc.map_or(0, |m| self.s.services[m].replicas),
-            new_version: self.s.rollout.as_ref().map(|r| r.to.clone()),
+            new_version: self.rollout_spec.as_ref().map(|r| r.to.clone()),
         }
     }
 
@@ -226,8 +436,7 @@ impl<'s> Driver<'s> {
             .collect();
         self.snapshots[svc].push(Some((self.traffic[svc].clone(), endpoints)));
         let delay = if Some(svc) == self.rollout_svc {
-            self.s
-                .rollout
+            self.rollout_spec
                 .as_ref()
                 .map_or(Duration::ZERO, |r| r.propagation_delay)
         } else {
@@ -385,6 +594,11 @@ impl<'s> Driver<'s> {
         }
     }
 
+    /// The run's story so far, in the order it was told.
+    pub fn events(&self) -> &[RunEvent] {
+        &self.events
+    }
+
     pub fn log(&mut self, at: Instant, source: &str, kind: &str, detail: String) {
         self.events.push(RunEvent {
             at,
@@ -395,7 +609,7 @@ impl<'s> Driver<'s> {
     }
 
     /// The declared link `link` names (in either order).
-    pub fn link_index(&self, link: &[String; 2]) -> usize {
+    fn link_index(&self, link: &[String; 2]) -> usize {
         self.s
             .links
             .iter()
@@ -407,13 +621,13 @@ impl<'s> Driver<'s> {
     }
 
     /// The replicas a `kill-replica` event kills: the oldest `count` ready ones of `service` (of
-    /// `version` if given) for which `alive` holds.
-    pub fn kill_victims(
+    /// `version` if given) whose process is running.
+    fn kill_victims(
         &self,
         service: &str,
         version: Option<&str>,
         count: u32,
-        alive: impl Fn(ReplicaId) -> bool,
+        running: impl Fn(ReplicaId) -> bool,
     ) -> Vec<ReplicaId> {
         let si = self
             .s
@@ -424,7 +638,7 @@ impl<'s> Driver<'s> {
         (0..self.replicas.len() as ReplicaId)
             .filter(|&id| {
                 let r = &self.replicas[id as usize];
-                r.svc == si && r.state == ReplicaState::Ready && alive(id)
+                r.svc == si && r.state == ReplicaState::Ready && running(id)
             })
             .filter(|&id| version.is_none_or(|v| self.version_name(id) == v))
             .take(count as usize)
@@ -464,4 +678,15 @@ impl<'s> Driver<'s> {
             self.counts.remove(&key);
         }
     }
+}
+
+/// Per workload: whether its requests go to service `rollout_svc`.
+fn feeds(s: &Scenario, rollout_svc: Option<usize>) -> Vec<bool> {
+    s.workloads
+        .iter()
+        .map(|w| match (&w.to, rollout_svc) {
+            (Target::Service(name), Some(si)) => *name == s.services[si].name,
+            _ => false,
+        })
+        .collect()
 }

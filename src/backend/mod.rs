@@ -6,7 +6,10 @@
 //! - `netns` ([`netns`]): real `sdnbed serve` processes and the load generator in Linux network
 //!   namespaces wired by [`crate::dataplane`]; needs root.
 
+pub mod effects;
+pub mod fake;
 pub mod netns;
+pub mod runner;
 
 use std::collections::BTreeMap;
 

@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod dist;
 pub mod link;
+pub mod queue;
 pub mod rng;
 pub mod rollout;
 pub mod service;

@@ -3,7 +3,8 @@
 //! - [`WorkerPool`]: `workers` requests are served concurrently; more wait in a FIFO queue with
 //!   no bound (a replica's accept queue; clients time out long before memory matters).
 //! - [`Probe`]: when a readiness probe first sees a started replica, and when a dead one is
-//!   noticed. Probes run every `period` from `initial_delay` after the process starts; one
+//!   noticed (in virtual time); [`ProbeCounter`] the same verdicts from real probes' answers.
+//!   Probes run every `period` from `initial_delay` after the process starts; one
 //!   success marks ready, `failure_threshold` consecutive failures mark not ready (Kubernetes
 //!   semantics, success threshold 1).
 //! - Termination follows Kubernetes: removal from steering, `pre_stop`, then SIGTERM (stop
@@ -12,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use crate::model::rollout::ReplicaState;
 use crate::model::time::{Duration, Instant};
 use crate::scenario::types::Readiness;
 
@@ -114,6 +116,41 @@ impl Probe {
     }
 }
 
+/// The readiness verdicts of one replica's probes as they come in (the real backends' side of
+/// [`Probe`]): one success marks a starting or not-ready replica ready; `failure_threshold`
+/// consecutive failures mark a ready one not ready. Probes of a draining or gone replica
+/// decide nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeCounter {
+    threshold: u32,
+    failures: u32,
+}
+
+impl ProbeCounter {
+    pub fn new(readiness: &Readiness) -> Self {
+        ProbeCounter {
+            threshold: readiness.failure_threshold.max(1),
+            failures: 0,
+        }
+    }
+
+    /// One probe answered `ok` while the replica was in `state`: the state it moves to, if any.
+    pub fn observe(&mut self, state: ReplicaState, ok: bool) -> Option<ReplicaState> {
+        let next = match (state, ok) {
+            (ReplicaState::Starting | ReplicaState::NotReady, true) => Some(ReplicaState::Ready),
+            (ReplicaState::Ready, false) => {
+                self.failures += 1;
+                (self.failures >= self.threshold).then_some(ReplicaState::NotReady)
+            }
+            _ => None,
+        };
+        if ok || next.is_some() {
+            self.failures = 0;
+        }
+        next
+    }
+}
+
 /// When the steps of draining a replica happen, from its removal from steering at `removed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DrainTimeline {
@@ -134,6 +171,28 @@ impl DrainTimeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_counter_needs_threshold_consecutive_failures() {
+        let r = Readiness {
+            initial_delay: Duration::ZERO,
+            period: Duration::from_millis(100),
+            failure_threshold: 3,
+        };
+        let mut c = ProbeCounter::new(&r);
+        use ReplicaState::*;
+        assert_eq!(c.observe(Starting, false), None);
+        assert_eq!(c.observe(Starting, true), Some(Ready));
+        assert_eq!(c.observe(Ready, false), None);
+        assert_eq!(c.observe(Ready, false), None);
+        assert_eq!(c.observe(Ready, true), None, "a success resets the count");
+        assert_eq!(c.observe(Ready, false), None);
+        assert_eq!(c.observe(Ready, false), None);
+        assert_eq!(c.observe(Ready, false), Some(NotReady));
+        assert_eq!(c.observe(NotReady, false), None);
+        assert_eq!(c.observe(NotReady, true), Some(Ready));
+        assert_eq!(c.observe(Draining, false), None);
+    }
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)

@@ -88,6 +88,19 @@ pub struct EventLine {
     pub detail: String,
 }
 
+impl RunEvent {
+    /// The event as `events.jsonl` writes it (one JSON object on one line).
+    pub fn to_jsonl(&self) -> String {
+        let line = EventLine {
+            t_s: self.at.as_secs_f64(),
+            source: self.source.clone(),
+            kind: self.kind.clone(),
+            detail: self.detail.clone(),
+        };
+        serde_json::to_string(&line).expect("strings and a float serialize")
+    }
+}
+
 /// Counters of one direction of one link at the end of a window (`links.csv`): running totals,
 /// as [`crate::model::link::LinkCounters`] counts them on every backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,13 +256,7 @@ fn render_events(events: &[RunEvent]) -> String {
     sorted.sort_by_key(|e| e.at);
     let mut out = String::new();
     for e in sorted {
-        let line = EventLine {
-            t_s: e.at.as_secs_f64(),
-            source: e.source.clone(),
-            kind: e.kind.clone(),
-            detail: e.detail.clone(),
-        };
-        out.push_str(&serde_json::to_string(&line).expect("strings and a float serialize"));
+        out.push_str(&e.to_jsonl());
         out.push('\n');
     }
     out

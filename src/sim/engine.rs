@@ -16,12 +16,12 @@ use crate::model::service::{Probe, WorkerPool};
 use crate::model::steering::SteeringTable;
 use crate::model::time::{Duration, Instant};
 use crate::results::LinkRow;
-use crate::scenario::types::{Arrivals, EventAction, LinkEnd, RateSchedule, Scenario, Target};
+use crate::scenario::types::{Arrivals, LinkEnd, RateSchedule, Scenario, Target};
 use crate::scenario::units::RequestRate;
 
-use super::queue::EventQueue;
 use super::topology::{reversed, Hop, Topology};
 use super::SimError;
+use crate::model::queue::EventQueue;
 
 const NONE: u32 = u32::MAX;
 /// Linux's minimum retransmission timeout, the first data retransmission's delay.
@@ -177,8 +177,8 @@ struct Workload {
     down: Vec<Hop>,
     /// Hop index on `up` at which a SYN reaches the service's gateway.
     gw_hop: usize,
+    /// The declared schedule with the `set-rate` events folded in (by the driver's rule).
     schedule: RateSchedule,
-    rate_override: Option<RequestRate>,
     arrivals: Arrivals,
     rng: Rng,
     /// Intended time of the next arrival, in ns as a float so constant rates do not drift.
@@ -222,14 +222,7 @@ pub(super) struct World<'s> {
     free_msgs: Vec<u32>,
     recorder: Recorder,
     driver: Driver<'s>,
-    /// Parameters to restore when a timed event with a duration is undone.
-    undo: BTreeMap<u32, UndoState>,
     link_rows: Vec<LinkRow>,
-}
-
-enum UndoState {
-    Link(Vec<LinkParams>),
-    Rate(Option<RequestRate>),
 }
 
 impl<'s> World<'s> {
@@ -258,7 +251,6 @@ impl<'s> World<'s> {
             free_msgs: Vec::new(),
             recorder: Recorder::new(driver.recorder_config()),
             driver,
-            undo: BTreeMap::new(),
             link_rows: Vec::new(),
         };
         for (li, link) in s.links.iter().enumerate() {
@@ -332,8 +324,7 @@ impl<'s> World<'s> {
                 down: reversed(&route),
                 up: route,
                 gw_hop,
-                schedule: wl.rate.clone(),
-                rate_override: None,
+                schedule: w.driver.workload_schedule(wi),
                 arrivals: wl.arrivals,
                 rng,
                 next_arrival: 0.0,
@@ -387,14 +378,9 @@ impl<'s> World<'s> {
             self.queue
                 .push(Instant::ZERO + self.s.window, Ev::SampleLinks);
         }
-        for (i, e) in self.s.events.iter().enumerate() {
-            self.queue.push(
-                Instant::ZERO + e.at,
-                Ev::Scenario {
-                    index: i as u32,
-                    undo: false,
-                },
-            );
+        let timed: Vec<Command> = self.driver.timed_events().collect();
+        for c in timed {
+            self.execute(c);
         }
         self.recorder.phase_change(Instant::ZERO, Phase::Before);
         self.after_event();
@@ -528,6 +514,26 @@ impl<'s> World<'s> {
                 }
             }
             Command::PollAt { at } => self.queue.push(at, Ev::RolloutPoll),
+            Command::EventAt { index, undo, at } => {
+                let index = index as u32;
+                self.queue.push(at, Ev::Scenario { index, undo });
+            }
+            Command::LinkUp { link, up } => {
+                for i in self.link_instances(link) {
+                    for d in &mut self.links[i as usize].dirs {
+                        d.set_up(up);
+                    }
+                }
+            }
+            Command::LinkParams { link, params } => {
+                for i in self.link_instances(link) {
+                    for d in &mut self.links[i as usize].dirs {
+                        d.set_params(params.clone());
+                    }
+                }
+                self.link_params[link] = params;
+            }
+            Command::Restart { id } => self.kill_and_restart(id),
         }
     }
 
@@ -684,8 +690,7 @@ impl<'s> World<'s> {
 
     fn current_rate(&self, wl: u16) -> RequestRate {
         let w = &self.wls[wl as usize];
-        w.rate_override
-            .unwrap_or_else(|| w.schedule.rate_at(self.now.saturating_since(Instant::ZERO)))
+        w.schedule.rate_at(self.now.saturating_since(Instant::ZERO))
     }
 
     fn on_arrival(&mut self, wl: u16) {
@@ -1219,97 +1224,14 @@ impl<'s> World<'s> {
     }
 
     fn on_scenario_event(&mut self, index: u32, undo: bool) {
-        let e = &self.s.events[index as usize];
-        let verb = if undo { "undo" } else { e.action.name() };
-        match &e.action {
-            EventAction::LinkDown { link } | EventAction::LinkUp { link } => {
-                let up = matches!(e.action, EventAction::LinkUp { .. }) != undo;
-                let decl = self.driver.link_index(link);
-                for i in self.link_instances(decl) {
-                    for d in &mut self.links[i as usize].dirs {
-                        d.set_up(up);
-                    }
-                }
-                let state = if up { "up" } else { "down" };
-                self.log(
-                    "scenario",
-                    verb,
-                    format!("link {}-{} {state}", link[0], link[1]),
-                );
-            }
-            EventAction::SetLink { link, patch } => {
-                let decl = self.driver.link_index(link);
-                let params = if undo {
-                    match self.undo.remove(&index) {
-                        Some(UndoState::Link(p)) => p[0].clone(),
-                        _ => return,
-                    }
-                } else {
-                    self.undo
-                        .insert(index, UndoState::Link(vec![self.link_params[decl].clone()]));
-                    patch.apply(&self.link_params[decl])
-                };
-                self.link_params[decl] = params.clone();
-                for i in self.link_instances(decl) {
-                    for d in &mut self.links[i as usize].dirs {
-                        d.set_params(params.clone());
-                    }
-                }
-                self.log(
-                    "scenario",
-                    verb,
-                    format!("link {}-{} parameters changed", link[0], link[1]),
-                );
-            }
-            EventAction::KillReplica {
-                service,
-                version,
-                count,
-            } => {
-                if undo {
-                    return;
-                }
-                let replicas = &self.replicas;
-                let victims = self
-                    .driver
-                    .kill_victims(service, version.as_deref(), *count, |id| {
-                        replicas[id as usize].alive
-                    });
-                for id in victims {
-                    self.kill_and_restart(id);
-                }
-            }
-            EventAction::SetRate { workload, rate } => {
-                let wl = self
-                    .s
-                    .workloads
-                    .iter()
-                    .position(|x| &x.name == workload)
-                    .expect("validated");
-                let new = if undo {
-                    match self.undo.remove(&index) {
-                        Some(UndoState::Rate(r)) => r,
-                        _ => return,
-                    }
-                } else {
-                    self.undo
-                        .insert(index, UndoState::Rate(self.wls[wl].rate_override));
-                    Some(*rate)
-                };
-                self.wls[wl].rate_override = new;
-                let shown = new.unwrap_or_else(|| self.current_rate(wl as u16));
-                self.log(
-                    "scenario",
-                    verb,
-                    format!("workload {workload} rate {shown}"),
-                );
-            }
-        }
-        if let (false, Some(d)) = (undo, e.duration) {
-            if !matches!(e.action, EventAction::KillReplica { .. }) {
-                self.queue
-                    .push(self.now + d, Ev::Scenario { index, undo: true });
-            }
+        let replicas = &self.replicas;
+        let commands = self
+            .driver
+            .scenario_event(self.now, index as usize, undo, |id| {
+                replicas[id as usize].alive
+            });
+        for c in commands {
+            self.execute(c);
         }
     }
 
@@ -1322,11 +1244,6 @@ impl<'s> World<'s> {
         };
         let service = &self.s.services[svc as usize];
         let startup = service.versions[self.replicas[id as usize].version as usize].startup;
-        self.log(
-            "scenario",
-            "kill-replica",
-            format!("replica {id} killed; restarting"),
-        );
         self.kill_process(id);
         let probe = Probe {
             readiness: service.readiness,

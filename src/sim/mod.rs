@@ -50,7 +50,6 @@
 //! ignored), and the gateway's own processing time.
 
 mod engine;
-mod queue;
 mod topology;
 
 use crate::scenario::types::Scenario;

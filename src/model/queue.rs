@@ -1,6 +1,7 @@
-//! The event queue: a binary heap ordered by (time, insertion sequence), so events at the same
-//! instant run in the order they were scheduled. That tie-break is what makes the simulator
-//! bit-for-bit deterministic.
+//! The event queue of the simulator and of the real-time runner: a binary heap ordered by
+//! (time, insertion sequence), so events at the same instant run in the order they were
+//! scheduled. That tie-break is what makes the simulator bit-for-bit deterministic, and the
+//! runner's timers act in the same order as the simulator's events.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -36,6 +37,12 @@ pub struct EventQueue<E> {
     seq: u64,
 }
 
+impl<E> Default for EventQueue<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<E> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
@@ -51,6 +58,11 @@ impl<E> EventQueue<E> {
             seq: self.seq,
             event,
         });
+    }
+
+    /// When the earliest event is due.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.at)
     }
 
     pub fn pop(&mut self) -> Option<(Instant, E)> {

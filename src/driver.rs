@@ -259,7 +259,13 @@ impl<'s> Driver<'s> {
             EventAction::SetLink { link, .. } => {
                 let li = self.link_index(link);
                 let params = self.link_params(li);
-                let detail = format!("link {}-{} parameters changed", link[0], link[1]);
+                let bandwidth = params
+                    .bandwidth
+                    .map_or("unshaped".to_string(), |b| b.to_string());
+                let detail = format!(
+                    "link {}-{} parameters changed: delay {}, bandwidth {bandwidth}",
+                    link[0], link[1], params.delay
+                );
                 self.log(now, "scenario", verb, detail);
                 commands.push(Command::LinkParams { link: li, params });
             }
@@ -689,4 +695,237 @@ fn feeds(s: &Scenario, rollout_svc: Option<usize>) -> Vec<bool> {
             _ => false,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{parse_experiment, LoadOptions};
+
+    fn scenario(events: &str) -> Scenario {
+        let text = format!(
+            r#"
+[scenario]
+name = "events"
+duration = "20s"
+
+[[node]]
+name = "client"
+kind = "client"
+
+[[node]]
+name = "gw"
+kind = "gateway"
+
+[service.web]
+replicas = 2
+port = 8080
+gateway = "gw"
+version = "v1"
+
+[service.web.versions.v1]
+service_time = "const(1ms)"
+
+[[link]]
+between = ["client", "gw"]
+bandwidth = "100Mbit"
+delay = "1ms"
+
+[[workload]]
+name = "users"
+from = "client"
+to = "web"
+rate = "100/s"
+{events}"#
+        );
+        parse_experiment(&text, "events.toml", None, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .runs[0]
+            .scenario
+            .clone()
+    }
+
+    /// Plays every timed event and undo in time order; returns each command with its time (s).
+    fn play(s: &Scenario) -> Vec<(f64, Command)> {
+        let mut d = Driver::new(s);
+        let mut due: Vec<Command> = d.timed_events().collect();
+        let mut out = Vec::new();
+        while !due.is_empty() {
+            let i = (0..due.len())
+                .min_by_key(|&i| match due[i] {
+                    Command::EventAt { at, .. } => at,
+                    _ => unreachable!(),
+                })
+                .unwrap();
+            let Command::EventAt { index, undo, at } = due.remove(i) else {
+                unreachable!()
+            };
+            for c in d.scenario_event(at, index, undo, |_| true) {
+                match c {
+                    Command::EventAt { .. } => due.push(c),
+                    c => out.push((at.as_secs_f64(), c)),
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn overlapping_set_rate_returns_to_what_is_still_active_then_to_the_declared_rate() {
+        // A: 1000/s from 1 s to 3 s; B: 500/s from 2 s to 5 s. B started last, so it wins from
+        // 2 s; A's end changes nothing; at B's end the declared 100/s returns.
+        let s = scenario(
+            r#"
+[[event]]
+at = "1s"
+action = "set-rate"
+workload = "users"
+rate = "1000/s"
+duration = "2s"
+
+[[event]]
+at = "2s"
+action = "set-rate"
+workload = "users"
+rate = "500/s"
+duration = "3s"
+"#,
+        );
+        let d = Driver::new(&s);
+        let steps: Vec<(f64, f64)> = d
+            .workload_schedule(0)
+            .steps
+            .iter()
+            .map(|(t, r)| (t.as_secs_f64(), r.per_sec()))
+            .collect();
+        assert_eq!(
+            steps,
+            [(0.0, 100.0), (1.0, 1000.0), (2.0, 500.0), (5.0, 100.0)]
+        );
+    }
+
+    #[test]
+    fn a_set_link_undo_takes_away_only_its_own_patch() {
+        // A sets the delay from 2 s to 6 s; B the bandwidth from 4 s to 8 s.
+        let s = scenario(
+            r#"
+[[event]]
+at = "2s"
+action = "set-link"
+link = ["client", "gw"]
+delay = "20ms"
+duration = "4s"
+
+[[event]]
+at = "4s"
+action = "set-link"
+link = ["gw", "client"]
+bandwidth = "10Mbit"
+duration = "4s"
+"#,
+        );
+        let got: Vec<(f64, u64, Option<u64>)> = play(&s)
+            .into_iter()
+            .map(|(t, c)| match c {
+                Command::LinkParams { link: 0, params } => (
+                    t,
+                    params.delay.as_nanos() / 1_000_000,
+                    params.bandwidth.map(|b| b.bits_per_sec() / 1_000_000),
+                ),
+                c => panic!("{c:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2.0, 20, Some(100)),
+                (4.0, 20, Some(10)),
+                (6.0, 1, Some(10)),
+                (8.0, 1, Some(100)),
+            ]
+        );
+    }
+
+    #[test]
+    fn overlapping_outages_keep_the_link_down_until_the_last_one_ends() {
+        // Down from 1 s to 5 s, and from 3 s to 7 s: the first one's end leaves it down.
+        let s = scenario(
+            r#"
+[[event]]
+at = "1s"
+action = "link-down"
+link = ["client", "gw"]
+duration = "4s"
+
+[[event]]
+at = "3s"
+action = "link-down"
+link = ["client", "gw"]
+duration = "4s"
+"#,
+        );
+        let got: Vec<(f64, Command)> = play(&s);
+        assert_eq!(
+            got,
+            [
+                (1.0, Command::LinkUp { link: 0, up: false }),
+                (3.0, Command::LinkUp { link: 0, up: false }),
+                (5.0, Command::LinkUp { link: 0, up: false }),
+                (7.0, Command::LinkUp { link: 0, up: true }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_permanent_link_up_ends_an_outage_early() {
+        let s = scenario(
+            r#"
+[[event]]
+at = "1s"
+action = "link-down"
+link = ["client", "gw"]
+duration = "4s"
+
+[[event]]
+at = "2s"
+action = "link-up"
+link = ["client", "gw"]
+"#,
+        );
+        let got: Vec<(f64, Command)> = play(&s);
+        assert_eq!(
+            got,
+            [
+                (1.0, Command::LinkUp { link: 0, up: false }),
+                (2.0, Command::LinkUp { link: 0, up: true }),
+                (5.0, Command::LinkUp { link: 0, up: true }),
+            ]
+        );
+    }
+
+    #[test]
+    fn kill_replica_picks_the_oldest_ready_running_replicas() {
+        let s = scenario(
+            r#"
+[[event]]
+at = "1s"
+action = "kill-replica"
+service = "web"
+count = 1
+"#,
+        );
+        let mut d = Driver::new(&s);
+        let mut rec = Recorder::new(d.recorder_config());
+        for _ in 0..2 {
+            d.add_replica(Instant::ZERO, 0, 0, ReplicaState::Ready, &mut rec);
+        }
+        let at = Instant::ZERO + Duration::from_secs(1);
+        // Replica 0 is restarting (not running): replica 1 is the victim.
+        let c = d.scenario_event(at, 0, false, |id| id != 0);
+        assert_eq!(c, [Command::Restart { id: 1 }]);
+        assert!(d
+            .events()
+            .iter()
+            .any(|e| e.kind == "kill-replica" && e.detail == "replica 1 killed; restarting"));
+    }
 }

@@ -1,6 +1,7 @@
-//! Lab mode end to end through the binary (CI runs as root): `sdnbed up` deploys and returns,
-//! `sdnbed exec` runs commands in nodes and replicas, `sdnbed down` removes everything,
-//! including the keeper that carries emulated links.
+//! Lab mode end to end through the binary (CI runs as root): `sdnbed up` deploys and returns
+//! with the services serving, `sdnbed rollout` rolls out on the live lab, `sdnbed exec` runs
+//! commands in nodes and replicas, `sdnbed down` removes everything, including the keeper that
+//! runs the services and carries emulated links. `--topology-only` labs run no server.
 
 mod netns_common;
 
@@ -133,7 +134,7 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
         "lab",
         "delay = \"5ms\"\nemulator = \"userspace\"",
         "delay = \"1ms\"\nemulator = \"userspace\"",
-        &[],
+        &["--topology-only"],
     );
     let run = lab.run.clone();
     let stdout = String::from_utf8_lossy(&up.stdout);
@@ -185,9 +186,19 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
             "--json",
         ]);
         let r: Option<serde_json::Value> = serde_json::from_slice(&load.stdout).ok();
-        // The servers may still be starting: try again until every request is answered.
+        // The servers may still be starting (a connection refused by one is opened again, to
+        // the other): try again until every request is answered and both servers answer.
+        let both = |r: &serde_json::Value| {
+            ["r0", "r1"]
+                .iter()
+                .all(|v| r["by_version"].get(v).is_some())
+        };
         match r {
-            Some(r) if r["ok"] == r["requests"] && r["requests"].as_u64() > Some(150) => break r,
+            Some(r)
+                if r["ok"] == r["requests"] && r["requests"].as_u64() > Some(150) && both(&r) =>
+            {
+                break r
+            }
             _ if Instant::now() > deadline => panic!(
                 "no clean load run: {}{}",
                 String::from_utf8_lossy(&load.stdout),
@@ -199,11 +210,6 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
     // Two emulated links each way: 2 × (5 + 1) ms of delay, plus loopback-scale processing.
     let p50_ms = report["latency_ns"]["p50"].as_f64().unwrap() / 1e6;
     assert!((12.0..13.5).contains(&p50_ms), "p50 {p50_ms} ms");
-    let by_version = report["by_version"].as_object().unwrap();
-    assert!(
-        by_version.contains_key("r0") && by_version.contains_key("r1"),
-        "the service address spreads over both replicas: {by_version:?}"
-    );
 
     let down = sdnbed(&["down", &run]);
     assert!(
@@ -228,7 +234,12 @@ fn emulated_links_stay_up_with_the_keeper_until_down() {
 
 #[test]
 fn kernel_only_links_need_no_keeper() {
-    let (lab, up) = Lab::up("labk", "bandwidth = \"100Mbit\"", "", &["-q"]);
+    let (lab, up) = Lab::up(
+        "labk",
+        "bandwidth = \"100Mbit\"",
+        "",
+        &["-q", "--topology-only"],
+    );
     let run = lab.run.clone();
     assert!(
         up.status.success(),
@@ -271,4 +282,104 @@ fn a_failed_deploy_reports_the_keepers_error_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&up.stderr);
     assert!(err.contains("error:"), "{err}");
     netns_common::assert_gone(&lab.run);
+}
+
+/// `sdnbed load` from `node` of `run` to the service address in `nodes_json`: its JSON report.
+fn load_from(run: &str, node: &str, nodes_json: &Path) -> serde_json::Value {
+    let nodes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(nodes_json).unwrap()).unwrap();
+    let vip = nodes["services"][0]["vip"].as_str().unwrap();
+    let port = nodes["services"][0]["port"].as_u64().unwrap();
+    let exe = env!("CARGO_BIN_EXE_sdnbed");
+    let url = format!("http://{vip}:{port}/");
+    let load = sdnbed(&[
+        "exec",
+        run,
+        node,
+        "--",
+        exe,
+        "load",
+        "--url",
+        &url,
+        "--rate",
+        "100/s",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    serde_json::from_slice(&load.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no load report ({e}): {}{}",
+            String::from_utf8_lossy(&load.stdout),
+            String::from_utf8_lossy(&load.stderr)
+        )
+    })
+}
+
+#[test]
+fn up_serves_the_services_and_rollout_completes_a_rolling_update_on_the_live_lab() {
+    let run = netns_common::run_id("labr");
+    let _down = Down(run.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let up = sdnbed(&[
+        "up",
+        "scenarios/rolling-netns.toml",
+        "--run",
+        &run,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        up.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(String::from_utf8_lossy(&up.stdout).contains("runs the services"));
+    let (keeper, keeper_start) = keeper(&run).expect("the keeper runs the services");
+
+    // `up` returns with the replicas of v1 ready and steered: the client's requests to the
+    // service address are answered at once, by v1 only.
+    let nodes = out.join("nodes.json");
+    let before = load_from(&run, "client", &nodes);
+    assert_eq!(before["ok"], before["requests"], "{before}");
+    assert!(before["requests"].as_u64() >= Some(90), "{before}");
+    let versions: Vec<&String> = before["by_version"].as_object().unwrap().keys().collect();
+    assert_eq!(versions, ["v1"], "{before}");
+
+    // The scenario's rolling update, on demand, against the live lab.
+    let rollout = sdnbed(&["rollout", &run]);
+    let text = String::from_utf8_lossy(&rollout.stdout);
+    assert!(
+        rollout.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&rollout.stderr)
+    );
+    assert!(text.contains("rollout promoted"), "{text}");
+    assert_eq!(text.matches("replica gone").count(), 4, "{text}");
+    let events = std::fs::read_to_string(out.join("rollouts/00-v2/events.jsonl")).unwrap();
+    assert!(events.contains("\"kind\":\"promoted\""), "{events}");
+
+    let after = load_from(&run, "client", &nodes);
+    assert_eq!(after["ok"], after["requests"], "{after}");
+    let versions: Vec<&String> = after["by_version"].as_object().unwrap().keys().collect();
+    assert_eq!(versions, ["v2"], "{after}");
+
+    // A rollout to the version that runs is refused, and the lab is still up.
+    let again = sdnbed(&["rollout", &run, "--to", "v2"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already runs version v2"));
+
+    let down = sdnbed(&["down", &run]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        !ledger::running(keeper, keeper_start),
+        "down stops the keeper"
+    );
+    netns_common::assert_gone(&run);
 }

@@ -129,7 +129,8 @@ pub enum Report {
         wl: usize,
         result: Result<(), EffectError>,
     },
-    /// Lab mode: begin `rollout` now; progress and the end go to `reply`, one line each.
+    /// Lab mode: begin `rollout` now. `reply` gets one JSON line per event (as `events.jsonl`
+    /// writes them), then `{"outcome": …}`, or `{"error": …}` if it cannot begin.
     Rollout {
         rollout: Box<Rollout>,
         reply: Sender<String>,

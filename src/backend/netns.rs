@@ -103,6 +103,28 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetnsError 
     move |source| NetnsError::Io { what, source }
 }
 
+/// The netns backend.
+pub struct Netns;
+
+impl super::Backend for Netns {
+    fn run(
+        &self,
+        scenario: &Scenario,
+        ctx: &super::RunContext,
+    ) -> Result<RunOutput, super::BackendError> {
+        let opts = NetnsOptions {
+            exe: ctx.exe.clone(),
+            run_id: ctx.run_id.clone(),
+            work_dir: ctx.work_dir.clone(),
+            deploy: Default::default(),
+        };
+        Ok(run(scenario, &opts)?)
+    }
+    fn concurrent(&self) -> bool {
+        false
+    }
+}
+
 /// Runs `scenario` on network namespaces. Needs root.
 pub fn run(scenario: &Scenario, opts: &NetnsOptions) -> Result<RunOutput, NetnsError> {
     let (fx, inbox) = NetnsEffects::deploy(scenario, opts)?;

@@ -40,10 +40,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use super::effects::{EffectError, Effects, ReplicaSpec, Report, Signal, WorkloadSpec};
 use super::RunOutput;
 use crate::driver::{Command, Driver};
-use crate::metrics::{Outcome, Recorder};
+use crate::metrics::Recorder;
 use crate::model::queue::EventQueue;
 use crate::model::rng::SeedTree;
-use crate::model::rollout::{Phase, ReplicaId, ReplicaState};
+use crate::model::rollout::{Outcome, Phase, ReplicaId, ReplicaState};
 use crate::model::service::ProbeCounter;
 use crate::model::time::{Duration, Instant};
 use crate::results::{LinkRow, RunEvent};
@@ -293,7 +293,7 @@ impl<'s, E: Effects> Runner<'s, E> {
                     done,
                     version.as_deref(),
                     latency,
-                    outcome == Outcome::Ok,
+                    outcome == crate::metrics::Outcome::Ok,
                 );
             }
             Report::Lag { at, lag } => self.recorder.generator_lag(at, lag),
@@ -319,7 +319,7 @@ impl<'s, E: Effects> Runner<'s, E> {
                         self.rollout_reply = Some((reply, seen));
                     }
                     Err(e) => {
-                        let _ = reply.send(format!("error: {e}"));
+                        let _ = reply.send(serde_json::json!({ "error": e }).to_string());
                     }
                 }
             }
@@ -545,7 +545,8 @@ impl<'s, E: Effects> Runner<'s, E> {
         Ok(())
     }
 
-    /// Lab mode: sends the rollout client what the driver logged since, and closes it at the end.
+    /// Lab mode: sends the rollout client what the driver logged since (`events.jsonl` lines),
+    /// and at the end `{"outcome": "promoted"}` or `{"outcome": "rolled-back", "reason": …}`.
     fn tell_rollout_client(&mut self) {
         let Some((reply, seen)) = &mut self.rollout_reply else {
             return;
@@ -556,11 +557,19 @@ impl<'s, E: Effects> Runner<'s, E> {
             gone |= reply.send(e.to_jsonl()).is_err();
         }
         *seen = events.len();
-        let finished = self
-            .driver
-            .rollout_status()
-            .is_some_and(|(phase, _)| phase == Phase::After);
-        if finished || gone {
+        let outcome = match self.driver.rollout_status() {
+            Some((Phase::After, Some(Outcome::Promoted))) => {
+                Some(serde_json::json!({ "outcome": "promoted" }))
+            }
+            Some((Phase::After, Some(Outcome::Aborted { reason }))) => {
+                Some(serde_json::json!({ "outcome": "rolled-back", "reason": reason }))
+            }
+            _ => None,
+        };
+        if let Some(o) = &outcome {
+            let _ = reply.send(o.to_string());
+        }
+        if outcome.is_some() || gone {
             self.rollout_reply = None;
         }
     }

@@ -1,26 +1,38 @@
 //! Lab mode, for exploring a topology by hand (like Mininet's CLI, one command at a time):
-//! `sdnbed up FILE` deploys a scenario's network on the netns data plane and leaves it up,
-//! `sdnbed exec RUN NODE -- CMD…` runs a command in a node's namespace, `sdnbed down RUN`
-//! removes the run, and `sdnbed clean [RUN|--all]` removes what ledgers list (after a crash or
+//! `sdnbed up FILE` deploys a scenario on the netns backend with its services serving and
+//! steering in place, and leaves it up; `sdnbed rollout RUN` runs a rollout against it;
+//! `sdnbed exec RUN NODE -- CMD…` runs a command in a node's namespace; `sdnbed down RUN`
+//! removes the run; `sdnbed clean [RUN|--all]` removes what ledgers list (after a crash or
 //! `kill -9` too). Every command needs root.
+//!
+//! A lab with services is the real-time runner of a measured run ([`crate::backend::runner`])
+//! held open without a workload ([`crate::backend::netns::hold`]), in a keeper process: one
+//! orchestration for runs and labs. The keeper listens on an abstract Unix socket,
+//! `@sdnbed-<run>.ctl` (it vanishes with the process), for rollouts on demand.
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 
+use crate::backend::effects::{Inbox, Report};
+use crate::backend::netns::NetnsOptions;
 use crate::dataplane::ledger::{self, Entry};
 use crate::dataplane::netlink::{command_in, Kernel};
-use crate::dataplane::{install_signal_teardown, DeployOptions, Ipv4Net};
+use crate::dataplane::{install_signal_teardown, Dataplane, DeployOptions, Ipv4Net};
 use crate::model::rollout::Traffic;
 use crate::model::steering::{Endpoint, SteeringTable};
 use crate::scenario::{load_experiment, LoadOptions};
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// The scenario file. Its nodes, links, policies and services are deployed (each service
-    /// with its `replicas`, steered equally); no workload or rollout runs. A sweep deploys its
-    /// first run.
+    /// The scenario file. Its nodes, links, policies and services are deployed, each service
+    /// with `replicas` replicas of its starting version serving (the built-in server, as in a
+    /// run) and steering in place; no workload, timed event or rollout runs until
+    /// `sdnbed rollout`. A sweep deploys its first run.
     pub file: PathBuf,
     /// Where to write nodes.json (each node's namespace, addresses and routes) and a copy of
     /// the ledger. Default: results/lab/RUN.
@@ -40,9 +52,30 @@ pub struct UpArgs {
     /// returning and leaving the run to `sdnbed down`.
     #[arg(long)]
     pub foreground: bool,
+    /// Deploy the network only: every replica's namespace and steering, but no server runs
+    /// (start your own with `sdnbed exec RUN SERVICE-ID -- …`), and no rollout can run.
+    #[arg(long)]
+    pub topology_only: bool,
     /// Internal: this process is the keeper `sdnbed up` starts (see `up`).
     #[arg(long, hide = true, conflicts_with = "foreground")]
     pub keeper: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutArgs {
+    /// The run id `sdnbed up` printed (a lab with services, not `--topology-only`).
+    pub run: String,
+    /// The version to roll out. Default: the scenario's `rollout.to`.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// recreate, rolling, blue-green or canary. Default: the scenario's `rollout.strategy`.
+    #[arg(long, value_name = "S")]
+    pub strategy: Option<String>,
+    /// Override one key of the scenario's rollout before it runs, e.g.
+    /// `--set rollout.rolling.max_surge=2`; repeatable, validated as `run --set` is. The
+    /// rollout begins at once, whatever `rollout.at` says.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_set)]
+    pub set: Vec<(String, String)>,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +171,9 @@ fn spawn_keeper(args: &UpArgs, run: &str, out: &Path) -> anyhow::Result<i32> {
     if args.quiet {
         cmd.arg("--quiet");
     }
+    if args.topology_only {
+        cmd.arg("--topology-only");
+    }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
     // SAFETY: setsid is async-signal-safe. Its own session keeps the keeper out of the
     // terminal's signals once this process has returned.
@@ -198,8 +234,6 @@ fn deploy_and_hold(
     run: &str,
     out: &Path,
 ) -> anyhow::Result<i32> {
-    use std::io::Write;
-
     if args.keeper {
         // A closed stdout (the caller gone) is then an error that tears the run down, not a
         // silent death that leaves it up with no emulator.
@@ -210,6 +244,38 @@ fn deploy_and_hold(
     }
     let pool: Ipv4Net = args.pool.parse()?;
     install_signal_teardown().context("installing the Ctrl-C handler")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    if args.topology_only {
+        return deploy_topology(args, sc, run, out, pool);
+    }
+    let opts = NetnsOptions {
+        exe: std::env::current_exe().context("finding the sdnbed binary")?,
+        run_id: run.to_string(),
+        work_dir: out.to_path_buf(),
+        deploy: DeployOptions {
+            pool,
+            ..Default::default()
+        },
+    };
+    let file = std::fs::canonicalize(&args.file)
+        .with_context(|| format!("finding {}", args.file.display()))?;
+    // Returns only with an error: SIGTERM or Ctrl-C tear the run down and exit.
+    crate::backend::netns::hold(sc, &opts, |dp, inbox| {
+        listen_for_rollouts(run, file, out.to_path_buf(), inbox)?;
+        announce(args, run, out, dp, Holding::Services)?;
+        Ok(())
+    })?;
+    Ok(1)
+}
+
+/// `--topology-only`: the network and steering to the replicas' addresses, no server.
+fn deploy_topology(
+    args: &UpArgs,
+    sc: &crate::scenario::Scenario,
+    run: &str,
+    out: &Path,
+    pool: Ipv4Net,
+) -> anyhow::Result<i32> {
     let opts = DeployOptions {
         pool,
         ledger_copy: Some(out.join("ledger.jsonl")),
@@ -231,26 +297,67 @@ fn deploy_and_hold(
             &SteeringTable::build(&Traffic::ByReadyReplicas, &eps),
         )?;
     }
+    let holding = if emu.control().is_some() {
+        Holding::Links
+    } else {
+        Holding::Nothing
+    };
+    announce(args, run, out, &dp, holding)?;
+    if holding == Holding::Nothing && !args.foreground {
+        dp.keep();
+        return Ok(0);
+    }
+    // Until SIGTERM or Ctrl-C: the handler tears the run down (the emulator with it) and exits.
+    let _hold = (dp, emu);
+    loop {
+        std::thread::park();
+    }
+}
+
+/// What the process that deployed a lab still has to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holding {
+    /// Nothing: the run stays up without it.
+    Nothing,
+    /// Carry the emulated links.
+    Links,
+    /// Run the services (and carry any emulated links).
+    Services,
+}
+
+/// Writes nodes.json, prints what is up, and for a keeper that stays, tells `up` so and hands
+/// its stdout back.
+fn announce(
+    args: &UpArgs,
+    run: &str,
+    out: &Path,
+    dp: &Dataplane<Kernel>,
+    holding: Holding,
+) -> anyhow::Result<()> {
     let desc = dp.describe();
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let nodes_json = out.join("nodes.json");
     std::fs::write(&nodes_json, serde_json::to_string_pretty(&desc)? + "\n")
         .with_context(|| format!("writing {}", nodes_json.display()))?;
-    let emulating = emu.control().is_some();
     let text = if args.quiet {
         format!("{run}\n")
     } else {
         let mut t = describe(run, &desc, &nodes_json);
-        if emulating {
-            let log = if args.keeper {
-                format!(" (log: {})", out.join(LOG_FILE).display())
-            } else {
-                String::new()
-            };
-            t += &format!(
-                "process {} carries the emulated links{log}\n",
-                std::process::id()
-            );
+        let log = if args.keeper {
+            format!(" (log: {})", out.join(LOG_FILE).display())
+        } else {
+            String::new()
+        };
+        let pid = std::process::id();
+        match holding {
+            Holding::Nothing => {}
+            Holding::Links => t += &format!("process {pid} carries the emulated links{log}\n"),
+            Holding::Services => {
+                t += &format!(
+                    "process {pid} runs the services{log}; replica logs in {}\n",
+                    out.join("replicas").display()
+                );
+                t += &format!("roll out: sdnbed rollout {run} [--to VERSION]\n");
+            }
         }
         t += &if args.foreground {
             "Ctrl-C tears the run down\n".to_string()
@@ -261,12 +368,7 @@ fn deploy_and_hold(
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
-    if !(emulating || args.foreground) {
-        stdout.flush()?;
-        dp.keep();
-        return Ok(0);
-    }
-    if args.keeper {
+    if args.keeper && holding != Holding::Nothing {
         writeln!(stdout, "{HOLDING}")?;
         stdout.flush()?;
         // Hand the pipe back (the caller returns at its end); anything printed later goes to
@@ -274,12 +376,159 @@ fn deploy_and_hold(
         nix::unistd::dup2_stdout(std::io::stderr()).context("redirecting stdout to the log")?;
     }
     stdout.flush()?;
-    drop(stdout);
-    // Until SIGTERM or Ctrl-C: the handler tears the run down (the emulator with it) and exits.
-    let _hold = (dp, emu);
-    loop {
-        std::thread::park();
+    Ok(())
+}
+
+/// The keeper's control socket for run `run`: an abstract Unix socket, gone with the process.
+fn control_addr(run: &str) -> std::io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(format!("sdnbed-{run}.ctl"))
+}
+
+/// What `sdnbed rollout` asks the keeper for: one JSON line.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RolloutRequest {
+    /// The version to roll out, instead of the scenario's `rollout.to`. Set after validation:
+    /// the file's check that it differs from the starting version does not hold in a lab that
+    /// has rolled out since (the runner checks it against the version running now).
+    to: Option<String>,
+    /// `--set`-style overrides of the lab's scenario file (`rollout.strategy`, … included).
+    overrides: Vec<(String, String)>,
+}
+
+/// Serves rollout requests on the control socket, one at a time, on a thread of its own. Each
+/// request re-reads the lab's scenario file with the request's overrides (validated as
+/// `run --set` is), hands the rollout to the runner, and relays its events (written to
+/// `OUT/rollouts/NN/events.jsonl` too) and its outcome back.
+fn listen_for_rollouts(
+    run: &str,
+    file: PathBuf,
+    out: PathBuf,
+    inbox: Inbox,
+) -> Result<(), crate::backend::effects::EffectError> {
+    let listener = UnixListener::bind_addr(&control_addr(run)?)
+        .map_err(|e| format!("the control socket @sdnbed-{run}.ctl: {e}"))?;
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                let Ok(conn) = conn else { continue };
+                if let Err(e) = serve_rollout(conn, n, &file, &out, &inbox) {
+                    eprintln!("sdnbed: a rollout request: {e:#}");
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn serve_rollout(
+    conn: UnixStream,
+    n: usize,
+    file: &Path,
+    out: &Path,
+    inbox: &Inbox,
+) -> anyhow::Result<()> {
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line)?;
+    let req: RolloutRequest = serde_json::from_str(&line).context("reading the request")?;
+    let mut w = &conn;
+    let opts = LoadOptions {
+        overrides: req.overrides,
+        ..Default::default()
+    };
+    let rollout = match load_experiment(file, &opts) {
+        Ok(exp) => exp
+            .runs
+            .into_iter()
+            .next()
+            .and_then(|r| r.scenario.rollout)
+            .map(|r| crate::scenario::Rollout {
+                to: req.to.unwrap_or(r.to.clone()),
+                ..r
+            }),
+        Err(e) => {
+            writeln!(w, "{}", serde_json::json!({ "error": e.to_string() }))?;
+            return Ok(());
+        }
+    };
+    let Some(rollout) = rollout else {
+        let e = "the scenario has no [rollout]: add one to the file, or give --set \
+                 rollout.service=NAME --set rollout.to=VERSION";
+        writeln!(w, "{}", serde_json::json!({ "error": e }))?;
+        return Ok(());
+    };
+    let dir = out.join("rollouts").join(format!("{n:02}-{}", rollout.to));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let events_path = dir.join("events.jsonl");
+    let mut events = std::fs::File::create(&events_path)
+        .with_context(|| format!("creating {}", events_path.display()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    inbox
+        .send(Report::Rollout {
+            rollout: Box::new(rollout),
+            reply: tx,
+        })
+        .context("the runner has stopped")?;
+    for line in rx {
+        let mut v: serde_json::Value = serde_json::from_str(&line)?;
+        if v.get("outcome").is_some() {
+            v["events"] = events_path.display().to_string().into();
+        } else if v.get("error").is_none() {
+            writeln!(events, "{line}")?;
+        }
+        // The client may have gone (Ctrl-C): the rollout goes on, and its file is written.
+        let _ = writeln!(w, "{v}");
     }
+    Ok(())
+}
+
+/// `sdnbed rollout RUN [--to VERSION] [--strategy S] [--set KEY=VALUE…]`: runs a rollout on a
+/// live lab, printing its events as they happen. Exit status 0 when it ends (promoted or
+/// rolled back, as printed), 2 when the keeper rejects it.
+pub fn rollout(args: RolloutArgs) -> anyhow::Result<i32> {
+    let mut overrides = Vec::new();
+    if let Some(s) = &args.strategy {
+        overrides.push(("rollout.strategy".to_string(), s.clone()));
+    }
+    overrides.extend(args.set.iter().cloned());
+    let conn = UnixStream::connect_addr(&control_addr(&args.run)?).with_context(|| {
+        format!(
+            "no live lab `{}` takes rollouts (is its `sdnbed up` still running? a \
+             --topology-only lab has no services to roll out)",
+            args.run
+        )
+    })?;
+    let mut w = &conn;
+    let req = RolloutRequest {
+        to: args.to.clone(),
+        overrides,
+    };
+    writeln!(w, "{}", serde_json::to_string(&req)?)?;
+    for line in BufReader::new(&conn).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        if let Some(e) = v["error"].as_str() {
+            eprintln!("{e}");
+            return Ok(super::EXIT_INVALID);
+        }
+        if let Some(o) = v["outcome"].as_str() {
+            let reason = v["reason"]
+                .as_str()
+                .map_or(String::new(), |r| format!(": {r}"));
+            println!("rollout {o}{reason}");
+            println!("events: {}", v["events"].as_str().unwrap_or(""));
+            return Ok(0);
+        }
+        println!(
+            "{:>9.3}s  {} {}: {}",
+            v["t_s"].as_f64().unwrap_or(0.0),
+            v["source"].as_str().unwrap_or(""),
+            v["kind"].as_str().unwrap_or(""),
+            v["detail"].as_str().unwrap_or("")
+        );
+    }
+    bail!(
+        "the keeper of run {} stopped before the rollout ended",
+        args.run
+    )
 }
 
 /// What `sdnbed up` prints about a deployed run.

@@ -38,8 +38,11 @@ enum Command {
     Validate(validate::ValidateArgs),
     Plot(plot::PlotArgs),
     Compare(compare::CompareArgs),
-    /// Deploy a scenario's network on network namespaces and leave it up (lab mode, root).
+    /// Deploy a scenario on network namespaces, services serving, and leave it up (lab mode,
+    /// root).
     Up(lab::UpArgs),
+    /// Run a rollout on a live lab (`sdnbed up`), printing its events as they happen.
+    Rollout(lab::RolloutArgs),
     /// Run a command in a node's namespace of a lab run.
     Exec(lab::ExecArgs),
     /// Remove a lab run.
@@ -68,6 +71,7 @@ pub fn main() -> i32 {
         Command::Plot(a) => plot::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Up(a) => lab::up(a),
+        Command::Rollout(a) => lab::rollout(a),
         Command::Exec(a) => lab::exec(a),
         Command::Down(a) => lab::down(a),
         Command::Clean(a) => lab::clean(a),

@@ -9,7 +9,7 @@ use std::time::{Instant as WallInstant, SystemTime};
 use anyhow::Context;
 use clap::Args;
 
-use crate::backend::netns::NetnsOptions;
+use crate::backend::{Backend, RunContext};
 use crate::results::{self, RunRecord};
 use crate::scenario::{load_experiment, BackendKind, LoadOptions, RunSpec};
 
@@ -82,10 +82,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     };
     for spec in &exp.runs {
-        if matches!(
-            spec.scenario.backend,
-            BackendKind::Docker | BackendKind::Kube
-        ) {
+        if backend_for(spec.scenario.backend).is_none() {
             anyhow::bail!(
                 "the {} backend is not part of this build yet; run with --backend sim or netns",
                 spec.scenario.backend.as_str()
@@ -108,7 +105,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let real = exp
         .runs
         .iter()
-        .any(|r| r.scenario.backend != BackendKind::Sim);
+        .any(|r| !backend_for(r.scenario.backend).is_some_and(|b| b.concurrent()));
     let jobs = if real {
         1
     } else {
@@ -171,6 +168,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     Ok(if failures.is_empty() { 0 } else { 1 })
 }
 
+/// The backend that carries out runs of `kind`; None for those this build does not have.
+/// A new backend is one line here.
+fn backend_for(kind: BackendKind) -> Option<&'static dyn Backend> {
+    match kind {
+        BackendKind::Sim => Some(&crate::backend::Sim),
+        BackendKind::Netns => Some(&crate::backend::netns::Netns),
+        BackendKind::Docker | BackendKind::Kube => None,
+    }
+}
+
 fn progress_bar(n: usize) -> indicatif::ProgressBar {
     if n <= 1 {
         return indicatif::ProgressBar::hidden();
@@ -196,21 +203,15 @@ fn run_one(
     let started = SystemTime::now();
     let clock = WallInstant::now();
     let run_name = results::run_dir_name(spec.index, &spec.params, spec.repetition);
-    let out = match spec.scenario.backend {
-        BackendKind::Sim => crate::sim::run(&spec.scenario)?,
-        BackendKind::Netns => {
-            let opts = NetnsOptions {
-                exe: std::env::current_exe().context("locating the sdnbed binary")?,
-                run_id: run_id(exp_dir, spec.index),
-                // Replica logs and the ledger copy; the run directory itself is written whole,
-                // at the end.
-                work_dir: exp_dir.join("netns").join(&run_name),
-                deploy: Default::default(),
-            };
-            crate::backend::netns::run(&spec.scenario, &opts)?
-        }
-        BackendKind::Docker | BackendKind::Kube => unreachable!("refused before any run starts"),
+    let backend = backend_for(spec.scenario.backend).expect("refused before any run starts");
+    let ctx = RunContext {
+        run_id: run_id(exp_dir, spec.index),
+        work_dir: exp_dir.join(spec.scenario.backend.as_str()).join(&run_name),
+        exe: std::env::current_exe().context("locating the sdnbed binary")?,
     };
+    let out = backend
+        .run(&spec.scenario, &ctx)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let dir = exp_dir.join("runs").join(run_name);
     let outcome = out.rollout_outcome.as_ref().map(|o| match o {
         crate::model::rollout::Outcome::Promoted => "promoted".to_string(),

@@ -47,7 +47,7 @@ use crate::model::rollout::{
 use crate::model::service::DrainTimeline;
 use crate::model::steering::{Endpoint, SteeringTable};
 use crate::model::time::{Duration, Instant};
-use crate::results::RunEvent;
+use crate::output::RunEvent;
 use crate::scenario::types::{EventAction, RateSchedule, Rollout, Scenario, Service, Target};
 
 /// A replica as the driver sees it; the backend keeps what it needs to realise it alongside,

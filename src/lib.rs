@@ -35,6 +35,7 @@ pub mod driver;
 pub mod linkemu;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod report;
 pub mod results;
 pub mod scenario;

@@ -18,7 +18,7 @@ use crate::model::link::LinkParams;
 use crate::model::rollout::ReplicaId;
 use crate::model::steering::SteeringTable;
 use crate::model::time::{Duration, Instant};
-use crate::results::LinkRow;
+use crate::output::LinkRow;
 use crate::scenario::types::{RateSchedule, Rollout};
 
 /// Any failure of an effect, with the object that failed in its message.

@@ -12,7 +12,7 @@ use crate::model::link::LinkParams;
 use crate::model::rollout::ReplicaId;
 use crate::model::steering::SteeringTable;
 use crate::model::time::{Duration, Instant};
-use crate::results::LinkRow;
+use crate::output::LinkRow;
 
 /// One call the runner made, as the fake saw it.
 #[derive(Clone, Debug, PartialEq)]

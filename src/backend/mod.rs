@@ -29,26 +29,9 @@ pub mod fake;
 pub mod netns;
 pub mod runner;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::metrics::RunMetrics;
-use crate::results::{LinkRow, RunEvent};
-
-/// What one run produced, on any backend.
-pub struct RunOutput {
-    pub metrics: RunMetrics,
-    pub events: Vec<RunEvent>,
-    /// Every component's seed, by component name.
-    pub seeds: BTreeMap<String, u64>,
-    /// How the rollout ended, if there was one and it ended within the run.
-    pub rollout_outcome: Option<crate::model::rollout::Outcome>,
-    /// Per-link counters at the end of every window.
-    pub links: Vec<LinkRow>,
-    /// Simulator events processed (the simulator's unit of work, for benchmarks); 0 on real
-    /// backends.
-    pub events_processed: u64,
-}
+pub use crate::output::RunOutput;
 
 /// Any backend's failure, carrying the object that failed.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;

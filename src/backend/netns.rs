@@ -47,7 +47,7 @@ use crate::model::link::LinkParams;
 use crate::model::rollout::ReplicaId;
 use crate::model::steering::SteeringTable;
 use crate::model::time::{Duration, Instant};
-use crate::results::LinkRow;
+use crate::output::LinkRow;
 use crate::scenario::types::{LinkEnd, Scenario, Target};
 use crate::workload::load::{self, LoadConfig, Rate};
 use crate::workload::stats::{Completion, Sink};

@@ -46,7 +46,7 @@ use crate::model::rng::SeedTree;
 use crate::model::rollout::{Outcome, Phase, ReplicaId, ReplicaState};
 use crate::model::service::ProbeCounter;
 use crate::model::time::{Duration, Instant};
-use crate::results::{LinkRow, RunEvent};
+use crate::output::{LinkRow, RunEvent};
 use crate::scenario::types::Scenario;
 use crate::workload::timer::Clock;
 

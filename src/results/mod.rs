@@ -25,7 +25,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{RunMetrics, RunSummary};
-use crate::model::time::Instant;
+pub use crate::output::{LinkRow, RunEvent};
 
 pub use timeseries::TimeseriesRow;
 
@@ -65,20 +65,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
     }
 }
 
-/// Something that happened during a run (a rollout step, a timed scenario event, a replica
-/// crash), written to `events.jsonl`.
-///
-/// Figures draw `source = "rollout"` events as vertical lines (red when `kind` contains
-/// `abort` or `rollback`) and `source = "scenario"` events (timed `[[event]]`s) as dashed grey
-/// lines; other sources are recorded but not drawn.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunEvent {
-    pub at: Instant,
-    pub source: String,
-    pub kind: String,
-    pub detail: String,
-}
-
 /// One line of `events.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventLine {
@@ -99,18 +85,6 @@ impl RunEvent {
         };
         serde_json::to_string(&line).expect("strings and a float serialize")
     }
-}
-
-/// Counters of one direction of one link at the end of a window (`links.csv`): running totals,
-/// as [`crate::model::link::LinkCounters`] counts them on every backend.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkRow {
-    pub at: Instant,
-    /// `a-b` as in the scenario's `between`, with `/<replica>` for a link to a service replica.
-    pub link: String,
-    /// `fwd` (from `between[0]` to `between[1]`) or `rev`.
-    pub direction: &'static str,
-    pub counters: crate::model::link::LinkCounters,
 }
 
 fn render_links(rows: &[LinkRow]) -> String {
@@ -548,6 +522,7 @@ pub fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), ResultsE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::time::Instant;
 
     #[test]
     fn run_dir_names_sort_and_slug() {

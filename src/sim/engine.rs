@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::backend::RunOutput;
 use crate::driver::{Command, Driver};
 use crate::metrics::{ErrorKind, Outcome, Recorder};
 use crate::model::link::{packet_sizes, LinkDirection, LinkParams, HEADER_BYTES, MSS};
@@ -15,7 +14,8 @@ use crate::model::rollout::{Phase, ReplicaId, ReplicaState};
 use crate::model::service::{Probe, WorkerPool};
 use crate::model::steering::SteeringTable;
 use crate::model::time::{Duration, Instant};
-use crate::results::LinkRow;
+use crate::output::LinkRow;
+use crate::output::RunOutput;
 use crate::scenario::types::{Arrivals, LinkEnd, RateSchedule, Scenario, Target};
 use crate::scenario::units::RequestRate;
 

@@ -75,6 +75,6 @@ pub fn check(scenario: &Scenario) -> Result<(), SimError> {
 }
 
 /// Simulates one run.
-pub fn run(scenario: &Scenario) -> Result<crate::backend::RunOutput, SimError> {
+pub fn run(scenario: &Scenario) -> Result<crate::output::RunOutput, SimError> {
     Ok(engine::World::new(scenario)?.run())
 }

@@ -13,10 +13,14 @@
 //!   rollout strategies, canary analysis): they take `now` as an argument and say when they next
 //!   need attention, so one implementation serves simulation and emulation alike.
 //! - [`driver`] is the control core every backend shares: which replicas exist, what steering
-//!   is told and when (propagation delay), and the rollout strategy's decisions, as commands.
-//! - [`sim`] is the discrete-event simulator that carries those commands out in virtual time;
-//!   [`backend`] holds the netns backend, which carries them out with real processes in real
-//!   time, and the output both return.
+//!   is told and when (propagation delay), the rollout strategy's decisions, and what every
+//!   timed event (and its undo) means, as commands.
+//! - [`sim`] is the discrete-event simulator that carries those commands out in virtual time.
+//!   [`backend`] holds the real-time runner ([`backend::runner`]) that carries them out in real
+//!   time for every real backend, through four narrow effect traits ([`backend::effects`]:
+//!   replicas, probes, network, workloads), and their implementations: netns today. A new
+//!   backend implements those traits and one line of `cli::run`'s dispatch; the module docs of
+//!   [`backend`] say how. [`output`] holds the records every backend returns.
 //! - [`metrics`] turns request outcomes into windows, HdrHistograms and per-version, per-phase
 //!   statistics; [`results`] writes and reads run and experiment directories; [`report`] draws
 //!   figures and tables from them.

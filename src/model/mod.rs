@@ -10,3 +10,4 @@ pub mod rollout;
 pub mod service;
 pub mod steering;
 pub mod time;
+pub mod units;

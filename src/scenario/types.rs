@@ -8,10 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::dist::Dist;
 use crate::model::link::LinkParams;
 use crate::model::time::Duration;
-use crate::scenario::units::{ByteSize, CountOrShare, RequestRate};
+use crate::scenario::units::{ByteSize, RequestRate};
+
+// The parameter types the models consume live in `model/`; the scenario builds them.
+pub use crate::model::analysis::{Analysis, Judge};
+pub use crate::model::rollout::{
+    BlueGreenParams, CanaryParams, CanaryStep, RollingParams, Rollout, Steering, StrategyKind,
+};
+pub use crate::model::service::{Readiness, Service, Termination, Version};
 
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -63,54 +69,6 @@ pub enum NodeKind {
     Client,
     Gateway,
     Host,
-}
-
-#[derive(Clone, Debug)]
-pub struct Service {
-    pub name: String,
-    pub replicas: u32,
-    pub port: u16,
-    /// A node of kind `gateway`.
-    pub gateway: String,
-    /// The version running at start; a key of `versions`.
-    pub version: String,
-    /// Concurrent requests one replica serves; more wait in its FIFO queue.
-    pub workers: u32,
-    pub readiness: Readiness,
-    pub termination: Termination,
-    /// CPU limit in cores (docker, kube); the simulator ignores it.
-    pub cpu: Option<f64>,
-    /// Keyed by version name, in file order.
-    pub versions: Vec<Version>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Readiness {
-    pub initial_delay: Duration,
-    pub period: Duration,
-    /// Consecutive failed probes before a ready replica is marked not ready.
-    pub failure_threshold: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Termination {
-    /// Wait after removal from steering before SIGTERM.
-    pub pre_stop: Duration,
-    /// After SIGTERM, time allowed to finish in-flight and queued requests before SIGKILL.
-    pub grace: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub struct Version {
-    pub name: String,
-    pub service_time: Dist,
-    /// Process start → listening.
-    pub startup: Duration,
-    /// Share of requests answered 500, in [0, 1].
-    pub error_rate: f64,
-    /// docker/kube: a user image instead of the built-in server.
-    pub image: Option<String>,
-    pub command: Option<Vec<String>>,
 }
 
 /// One end of a `[[link]]`: a node, or every replica of a service.
@@ -207,99 +165,6 @@ pub struct Workload {
     pub request: ByteSize,
     pub response: ByteSize,
     pub timeout: Duration,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StrategyKind {
-    Recreate,
-    Rolling,
-    BlueGreen,
-    Canary,
-}
-
-impl StrategyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StrategyKind::Recreate => "recreate",
-            StrategyKind::Rolling => "rolling",
-            StrategyKind::BlueGreen => "blue-green",
-            StrategyKind::Canary => "canary",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Steering {
-    /// Atomic weighted VIP at the gateway: weights per version, applied to new connections.
-    Sdn,
-    /// Traffic share follows ready replica counts (a Kubernetes Service).
-    Replicas,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RollingParams {
-    pub max_surge: CountOrShare,
-    pub max_unavailable: CountOrShare,
-    pub min_ready: Duration,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BlueGreenParams {
-    pub scale_down_delay: Duration,
-    /// Judge the new set with `Rollout::analysis` after the switch, while the old set is still
-    /// kept; on failure switch back (see docs/scenario.md for why this is not pre-switch).
-    pub preview_analysis: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CanaryStep {
-    /// Canary share in basis points (1 = 0.01 %, 10000 = 100 %).
-    pub weight_bp: u32,
-    /// None on the last step, or where the file gives no pause: go on at once.
-    pub pause: Option<Duration>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct CanaryParams {
-    /// Strictly increasing weights, the last ≤ 100 %. Reaching 100 % promotes.
-    pub steps: Vec<CanaryStep>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Judge {
-    /// Fail an interval when the canary's error rate or p99 exceeds the limits.
-    Thresholds,
-    /// Fail an interval when canary latencies are significantly larger than stable ones
-    /// (one-sided Mann-Whitney U, α = 0.05), or the error-rate limit is exceeded.
-    MannWhitney,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Analysis {
-    pub interval: Duration,
-    pub max_error_rate: Option<f64>,
-    pub max_p99: Option<Duration>,
-    /// Failed intervals tolerated; one more aborts.
-    pub failure_limit: u32,
-    pub judge: Judge,
-}
-
-#[derive(Clone, Debug)]
-pub struct Rollout {
-    pub service: String,
-    /// A version of `service` other than its starting version.
-    pub to: String,
-    pub at: Duration,
-    pub strategy: StrategyKind,
-    pub steering: Steering,
-    pub propagation_delay: Duration,
-    /// Parameters of every strategy are kept (defaults where absent) so that a sweep over
-    /// `rollout.strategy` needs one file.
-    pub rolling: RollingParams,
-    pub blue_green: BlueGreenParams,
-    pub canary: CanaryParams,
-    /// From `[rollout.canary] analysis`; used by canary and by blue-green's preview analysis.
-    pub analysis: Option<Analysis>,
 }
 
 /// A pair of node or service names as written in `[[link]]`, in either order.
@@ -454,12 +319,6 @@ impl Scenario {
             }
         }
         RateSchedule { steps }
-    }
-}
-
-impl Service {
-    pub fn version(&self, name: &str) -> Option<&Version> {
-        self.versions.iter().find(|v| v.name == name)
     }
 }
 

@@ -3,6 +3,7 @@
 //! seeded [`rng::Rng`].
 
 pub mod analysis;
+pub mod arrivals;
 pub mod dist;
 pub mod link;
 pub mod rng;

@@ -14,6 +14,7 @@ use crate::scenario::units::{ByteSize, RequestRate};
 
 // The parameter types the models consume live in `model/`; the scenario builds them.
 pub use crate::model::analysis::{Analysis, Judge};
+pub use crate::model::arrivals::{Arrivals, RateSchedule};
 pub use crate::model::rollout::{
     BlueGreenParams, CanaryParams, CanaryStep, RollingParams, Rollout, Steering, StrategyKind,
 };
@@ -122,32 +123,6 @@ pub enum Target {
     /// Through the service's virtual IP on its gateway.
     Service(String),
     Node(String),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arrivals {
-    Constant,
-    Poisson,
-}
-
-/// The offered rate over time: piecewise constant, starting at time zero.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RateSchedule {
-    /// `(from, rate)` pairs, sorted, the first at time zero.
-    pub steps: Vec<(Duration, RequestRate)>,
-}
-
-impl RateSchedule {
-    pub fn constant(rate: RequestRate) -> Self {
-        RateSchedule {
-            steps: vec![(Duration::ZERO, rate)],
-        }
-    }
-    /// The rate in force at `t` (time since the run's origin).
-    pub fn rate_at(&self, t: Duration) -> RequestRate {
-        let i = self.steps.partition_point(|(from, _)| *from <= t);
-        self.steps[i.saturating_sub(1)].1
-    }
 }
 
 #[derive(Clone, Debug)]

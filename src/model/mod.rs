@@ -8,6 +8,7 @@ pub mod dist;
 pub mod link;
 pub mod rng;
 pub mod rollout;
+pub mod route;
 pub mod service;
 pub mod steering;
 pub mod time;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::link::LinkParams;
+use crate::model::route::{Graph, Vertex};
 use crate::model::time::Duration;
 use crate::scenario::units::{ByteSize, RequestRate};
 
@@ -256,6 +257,43 @@ impl Scenario {
     }
     pub fn workload(&self, name: &str) -> Option<&Workload> {
         self.workloads.iter().find(|w| w.name == name)
+    }
+}
+
+impl Scenario {
+    /// The topology as a routing graph ([`crate::model::route`]): vertices are the nodes and the
+    /// services by their index here, edges the `[[link]]`s in file order, each from its first
+    /// `between` end to its second.
+    pub fn graph(&self) -> Graph {
+        Graph::new(
+            self.nodes.len(),
+            self.services.len(),
+            self.links
+                .iter()
+                .map(|l| [self.vertex(&l.between[0]), self.vertex(&l.between[1])]),
+        )
+    }
+    /// The vertex of a link end in [`Scenario::graph`]. Panics on a name the scenario does not
+    /// have (names taken from the scenario itself are always there).
+    pub fn vertex(&self, end: &LinkEnd) -> Vertex {
+        match end {
+            LinkEnd::Node(n) => self.node_vertex(n),
+            LinkEnd::Service(n) => Vertex::Service(
+                self.services
+                    .iter()
+                    .position(|s| s.name == *n)
+                    .expect("validated"),
+            ),
+        }
+    }
+    /// The vertex of node `name` in [`Scenario::graph`] (panics likewise).
+    pub fn node_vertex(&self, name: &str) -> Vertex {
+        Vertex::Node(
+            self.nodes
+                .iter()
+                .position(|x| x.name == name)
+                .expect("validated"),
+        )
     }
 }
 

@@ -6,11 +6,11 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 use sdnbed::metrics::{Recorder, RecorderConfig};
+use sdnbed::model::arrivals::ArrivalProcess;
 use sdnbed::model::rng::Rng;
 use sdnbed::model::time::{Duration, Instant};
 use sdnbed::scenario::units::RequestRate;
 use sdnbed::scenario::{Arrivals, RateSchedule};
-use sdnbed::workload::arrivals::ArrivalProcess;
 use sdnbed::workload::http::{parse_request, write_response, RequestTemplate, ResponseReader};
 use sdnbed::workload::stats::{Completion, Outcome, SharedRecorder, Sink};
 use sdnbed::workload::timer::Clock;

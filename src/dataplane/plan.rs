@@ -16,7 +16,8 @@
 //!   replica `pool + 2s + 1`. Each service's virtual IP is a /32 on its gateway's loopback.
 //! - **Routes.** A node with one node link uses a default route through it; a node with more
 //!   gets one route per prefix it is not attached to, through the first neighbour (in link
-//!   order) on a shortest path. Replicas never forward: services are always path ends.
+//!   order) on a shortest path: the next hop of [`crate::model::route`], whose routes the
+//!   simulator follows too. Replicas never forward: services are always path ends.
 //!   Gateways and nodes with two or more links forward.
 //! - **Policies** follow Kubernetes NetworkPolicy (ingress): a node or service named as some
 //!   policy's `to` is *selected*; a selected target accepts only new connections from a listed
@@ -33,6 +34,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::model::link::LinkParams;
+use crate::model::route::{Distances, Vertex};
 use crate::scenario::types::{EmulatorChoice, LinkEnd, NodeKind, Scenario, Target};
 
 /// Longest interface name Linux accepts (IFNAMSIZ − 1).
@@ -460,32 +462,9 @@ impl Plan {
             nodes[s.gateway].vips.push(s.vip);
         }
 
-        // Graph over nodes (node links only; services are path ends).
-        let mut adj: Vec<Vec<(usize, usize)>> = vec![Vec::new(); nodes.len()];
-        for l in &links {
-            let [a, b] = &l.ends;
-            adj[a.node].push((b.node, a.iface));
-            adj[b.node].push((a.node, b.iface));
-        }
-        let mut bfs_cache: Vec<Option<Vec<u32>>> = vec![None; nodes.len()];
-        let mut dist_from = |x: usize| -> Vec<u32> {
-            bfs_cache[x]
-                .get_or_insert_with(|| {
-                    let mut d = vec![u32::MAX; adj.len()];
-                    let mut q = std::collections::VecDeque::from([x]);
-                    d[x] = 0;
-                    while let Some(v) = q.pop_front() {
-                        for &(u, _) in &adj[v] {
-                            if d[u] == u32::MAX {
-                                d[u] = d[v] + 1;
-                                q.push_back(u);
-                            }
-                        }
-                    }
-                    d
-                })
-                .clone()
-        };
+        // Routes from the scenario's routing graph: the first link towards each prefix.
+        let graph = sc.graph();
+        let link_plan: BTreeMap<usize, &LinkPlan> = links.iter().map(|l| (l.link, l)).collect();
         // Every prefix and the nodes it is attached to.
         let mut prefixes: Vec<(Ipv4Net, Vec<usize>)> = Vec::new();
         for l in &links {
@@ -499,36 +478,32 @@ impl Plan {
             }
             prefixes.push((Ipv4Net::new(s.vip, 32)?, vec![s.gateway]));
         }
-        let n_nodes = nodes.len();
-        let mut dist_cache: BTreeMap<Vec<usize>, Vec<u32>> = BTreeMap::new();
-        let mut dist_to = |set: &Vec<usize>| -> Vec<u32> {
-            if let Some(d) = dist_cache.get(set) {
-                return d.clone();
-            }
-            let mut d = vec![u32::MAX; n_nodes];
-            for &x in set {
-                for (v, dx) in dist_from(x).into_iter().enumerate() {
-                    d[v] = d[v].min(dx);
-                }
-            }
-            dist_cache.insert(set.clone(), d.clone());
-            d
+        let mut dist_cache: BTreeMap<Vec<usize>, Distances> = BTreeMap::new();
+        let mut dist_to = |set: &Vec<usize>| -> Distances {
+            dist_cache
+                .entry(set.clone())
+                .or_insert_with(|| {
+                    let targets: Vec<Vertex> = set.iter().map(|&n| Vertex::Node(n)).collect();
+                    graph.distances(&targets)
+                })
+                .clone()
         };
-        for v in 0..nodes.len() {
+        for (v, node) in nodes.iter_mut().enumerate() {
+            let node_links = node.ifaces.len();
             let n_atts = services
                 .iter()
                 .flat_map(|s| &s.attachments)
                 .filter(|a| a.node == v)
                 .count();
-            if adj[v].len() + n_atts >= 2 {
-                nodes[v].forwarding = true;
+            if node_links + n_atts >= 2 {
+                node.forwarding = true;
             }
-            match adj[v].len() {
+            match node_links {
                 0 => {}
                 1 => {
-                    let ifc = &nodes[v].ifaces[0];
+                    let ifc = &node.ifaces[0];
                     let via = ifc.peer_addr;
-                    nodes[v].routes.push(Route { dst: None, via });
+                    node.routes.push(Route { dst: None, via });
                 }
                 _ => {
                     let mut routes = Vec::new();
@@ -536,20 +511,18 @@ impl Plan {
                         if set.contains(&v) {
                             continue;
                         }
-                        let d = dist_to(set);
-                        if d[v] == u32::MAX {
+                        let Some(step) = graph.next_hop(Vertex::Node(v), &dist_to(set)) else {
                             continue;
-                        }
-                        let hop = adj[v]
-                            .iter()
-                            .find(|&&(u, _)| d[u] != u32::MAX && d[u] + 1 == d[v])
-                            .expect("a node at finite distance has a closer neighbour");
+                        };
+                        // A step between nodes crosses a node link, which leaves `v` from the
+                        // end its direction starts at.
+                        let iface = link_plan[&step.link].ends[step.dir.index()].iface;
                         routes.push(Route {
                             dst: Some(*net),
-                            via: nodes[v].ifaces[hop.1].peer_addr,
+                            via: node.ifaces[iface].peer_addr,
                         });
                     }
-                    nodes[v].routes = routes;
+                    node.routes = routes;
                 }
             }
         }
@@ -567,9 +540,9 @@ impl Plan {
                     }
                     let d = dist_to(set);
                     let best = (0..atts.len())
-                        .filter(|&k| d[atts[k]] != u32::MAX)
-                        .min_by_key(|&k| d[atts[k]]);
-                    if let Some(k) = best {
+                        .filter_map(|k| Some((graph.distance(&d, Vertex::Node(atts[k]))?, k)))
+                        .min_by_key(|&(hops, _)| hops);
+                    if let Some((_, k)) = best {
                         r.push(ReplicaRoute {
                             dst: Some(*net),
                             via: k,

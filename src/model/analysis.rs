@@ -36,7 +36,25 @@
 use std::fmt;
 
 use crate::model::time::{Duration, Instant};
-use crate::scenario::types::{Analysis, Judge};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judge {
+    /// Fail an interval when the canary's error rate or p99 exceeds the limits.
+    Thresholds,
+    /// Fail an interval when canary latencies are significantly larger than stable ones
+    /// (one-sided Mann-Whitney U, α = 0.05), or the error-rate limit is exceeded.
+    MannWhitney,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Analysis {
+    pub interval: Duration,
+    pub max_error_rate: Option<f64>,
+    pub max_p99: Option<Duration>,
+    /// Failed intervals tolerated; one more aborts.
+    pub failure_limit: u32,
+    pub judge: Judge,
+}
 
 /// Latencies kept per version and interval by default.
 pub const MAX_SAMPLES: usize = 10_000;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::model::time::Duration;
-use crate::scenario::units::{BitRate, QueueLimit};
+use crate::model::units::{BitRate, QueueLimit};
 
 /// Parameters of a link, applied to each direction separately.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -416,7 +416,7 @@ pub fn packet_sizes(payload: u64) -> impl Iterator<Item = u64> {
 mod tests {
     use super::*;
     use crate::model::rng::Rng;
-    use crate::scenario::units::BitRate;
+    use crate::model::units::BitRate;
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)

@@ -3,11 +3,14 @@
 //! seeded [`rng::Rng`].
 
 pub mod analysis;
+pub mod arrivals;
 pub mod dist;
 pub mod link;
 pub mod queue;
 pub mod rng;
 pub mod rollout;
+pub mod route;
 pub mod service;
 pub mod steering;
 pub mod time;
+pub mod units;

@@ -10,12 +10,69 @@
 //! - Termination follows Kubernetes: removal from steering, `pre_stop`, then SIGTERM (stop
 //!   accepting, finish in-flight and queued work, close kept-alive connections), SIGKILL after
 //!   `grace`.
+//!
+//! [`Service`] and [`Version`] are a service's parameters as the scenario declares them (built
+//! and validated by `scenario`, re-exported as `scenario::Service`).
 
 use std::collections::VecDeque;
 
+use crate::model::dist::Dist;
 use crate::model::rollout::ReplicaState;
 use crate::model::time::{Duration, Instant};
-use crate::scenario::types::Readiness;
+
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub name: String,
+    pub replicas: u32,
+    pub port: u16,
+    /// A node of kind `gateway`.
+    pub gateway: String,
+    /// The version running at start; a key of `versions`.
+    pub version: String,
+    /// Concurrent requests one replica serves; more wait in its FIFO queue.
+    pub workers: u32,
+    pub readiness: Readiness,
+    pub termination: Termination,
+    /// CPU limit in cores (docker, kube); the simulator ignores it.
+    pub cpu: Option<f64>,
+    /// Keyed by version name, in file order.
+    pub versions: Vec<Version>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Readiness {
+    pub initial_delay: Duration,
+    pub period: Duration,
+    /// Consecutive failed probes before a ready replica is marked not ready.
+    pub failure_threshold: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Termination {
+    /// Wait after removal from steering before SIGTERM.
+    pub pre_stop: Duration,
+    /// After SIGTERM, time allowed to finish in-flight and queued requests before SIGKILL.
+    pub grace: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub name: String,
+    pub service_time: Dist,
+    /// Process start → listening.
+    pub startup: Duration,
+    /// Share of requests answered 500, in [0, 1].
+    pub error_rate: f64,
+    /// docker/kube: a user image instead of the built-in server.
+    pub image: Option<String>,
+    pub command: Option<Vec<String>>,
+}
+
+impl Service {
+    pub fn version(&self, name: &str) -> Option<&Version> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+}
 
 /// Concurrent workers with a FIFO queue behind them. It knows which requests are in service,
 /// so that a killed process can report everything it held.

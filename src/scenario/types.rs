@@ -8,10 +8,18 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::dist::Dist;
 use crate::model::link::LinkParams;
+use crate::model::route::{Graph, Vertex};
 use crate::model::time::Duration;
-use crate::scenario::units::{ByteSize, CountOrShare, RequestRate};
+use crate::scenario::units::{ByteSize, RequestRate};
+
+// The parameter types the models consume live in `model/`; the scenario builds them.
+pub use crate::model::analysis::{Analysis, Judge};
+pub use crate::model::arrivals::{Arrivals, RateSchedule};
+pub use crate::model::rollout::{
+    BlueGreenParams, CanaryParams, CanaryStep, RollingParams, Rollout, Steering, StrategyKind,
+};
+pub use crate::model::service::{Readiness, Service, Termination, Version};
 
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -63,54 +71,6 @@ pub enum NodeKind {
     Client,
     Gateway,
     Host,
-}
-
-#[derive(Clone, Debug)]
-pub struct Service {
-    pub name: String,
-    pub replicas: u32,
-    pub port: u16,
-    /// A node of kind `gateway`.
-    pub gateway: String,
-    /// The version running at start; a key of `versions`.
-    pub version: String,
-    /// Concurrent requests one replica serves; more wait in its FIFO queue.
-    pub workers: u32,
-    pub readiness: Readiness,
-    pub termination: Termination,
-    /// CPU limit in cores (docker, kube); the simulator ignores it.
-    pub cpu: Option<f64>,
-    /// Keyed by version name, in file order.
-    pub versions: Vec<Version>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Readiness {
-    pub initial_delay: Duration,
-    pub period: Duration,
-    /// Consecutive failed probes before a ready replica is marked not ready.
-    pub failure_threshold: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Termination {
-    /// Wait after removal from steering before SIGTERM.
-    pub pre_stop: Duration,
-    /// After SIGTERM, time allowed to finish in-flight and queued requests before SIGKILL.
-    pub grace: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub struct Version {
-    pub name: String,
-    pub service_time: Dist,
-    /// Process start → listening.
-    pub startup: Duration,
-    /// Share of requests answered 500, in [0, 1].
-    pub error_rate: f64,
-    /// docker/kube: a user image instead of the built-in server.
-    pub image: Option<String>,
-    pub command: Option<Vec<String>>,
 }
 
 /// One end of a `[[link]]`: a node, or every replica of a service.
@@ -166,32 +126,6 @@ pub enum Target {
     Node(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arrivals {
-    Constant,
-    Poisson,
-}
-
-/// The offered rate over time: piecewise constant, starting at time zero.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RateSchedule {
-    /// `(from, rate)` pairs, sorted, the first at time zero.
-    pub steps: Vec<(Duration, RequestRate)>,
-}
-
-impl RateSchedule {
-    pub fn constant(rate: RequestRate) -> Self {
-        RateSchedule {
-            steps: vec![(Duration::ZERO, rate)],
-        }
-    }
-    /// The rate in force at `t` (time since the run's origin).
-    pub fn rate_at(&self, t: Duration) -> RequestRate {
-        let i = self.steps.partition_point(|(from, _)| *from <= t);
-        self.steps[i.saturating_sub(1)].1
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Workload {
     pub name: String,
@@ -207,99 +141,6 @@ pub struct Workload {
     pub request: ByteSize,
     pub response: ByteSize,
     pub timeout: Duration,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StrategyKind {
-    Recreate,
-    Rolling,
-    BlueGreen,
-    Canary,
-}
-
-impl StrategyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StrategyKind::Recreate => "recreate",
-            StrategyKind::Rolling => "rolling",
-            StrategyKind::BlueGreen => "blue-green",
-            StrategyKind::Canary => "canary",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Steering {
-    /// Atomic weighted VIP at the gateway: weights per version, applied to new connections.
-    Sdn,
-    /// Traffic share follows ready replica counts (a Kubernetes Service).
-    Replicas,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RollingParams {
-    pub max_surge: CountOrShare,
-    pub max_unavailable: CountOrShare,
-    pub min_ready: Duration,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BlueGreenParams {
-    pub scale_down_delay: Duration,
-    /// Judge the new set with `Rollout::analysis` after the switch, while the old set is still
-    /// kept; on failure switch back (see docs/scenario.md for why this is not pre-switch).
-    pub preview_analysis: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CanaryStep {
-    /// Canary share in basis points (1 = 0.01 %, 10000 = 100 %).
-    pub weight_bp: u32,
-    /// None on the last step, or where the file gives no pause: go on at once.
-    pub pause: Option<Duration>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct CanaryParams {
-    /// Strictly increasing weights, the last ≤ 100 %. Reaching 100 % promotes.
-    pub steps: Vec<CanaryStep>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Judge {
-    /// Fail an interval when the canary's error rate or p99 exceeds the limits.
-    Thresholds,
-    /// Fail an interval when canary latencies are significantly larger than stable ones
-    /// (one-sided Mann-Whitney U, α = 0.05), or the error-rate limit is exceeded.
-    MannWhitney,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Analysis {
-    pub interval: Duration,
-    pub max_error_rate: Option<f64>,
-    pub max_p99: Option<Duration>,
-    /// Failed intervals tolerated; one more aborts.
-    pub failure_limit: u32,
-    pub judge: Judge,
-}
-
-#[derive(Clone, Debug)]
-pub struct Rollout {
-    pub service: String,
-    /// A version of `service` other than its starting version.
-    pub to: String,
-    pub at: Duration,
-    pub strategy: StrategyKind,
-    pub steering: Steering,
-    pub propagation_delay: Duration,
-    /// Parameters of every strategy are kept (defaults where absent) so that a sweep over
-    /// `rollout.strategy` needs one file.
-    pub rolling: RollingParams,
-    pub blue_green: BlueGreenParams,
-    pub canary: CanaryParams,
-    /// From `[rollout.canary] analysis`; used by canary and by blue-green's preview analysis.
-    pub analysis: Option<Analysis>,
 }
 
 /// A pair of node or service names as written in `[[link]]`, in either order.
@@ -420,6 +261,43 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// The topology as a routing graph ([`crate::model::route`]): vertices are the nodes and the
+    /// services by their index here, edges the `[[link]]`s in file order, each from its first
+    /// `between` end to its second.
+    pub fn graph(&self) -> Graph {
+        Graph::new(
+            self.nodes.len(),
+            self.services.len(),
+            self.links
+                .iter()
+                .map(|l| [self.vertex(&l.between[0]), self.vertex(&l.between[1])]),
+        )
+    }
+    /// The vertex of a link end in [`Scenario::graph`]. Panics on a name the scenario does not
+    /// have (names taken from the scenario itself are always there).
+    pub fn vertex(&self, end: &LinkEnd) -> Vertex {
+        match end {
+            LinkEnd::Node(n) => self.node_vertex(n),
+            LinkEnd::Service(n) => Vertex::Service(
+                self.services
+                    .iter()
+                    .position(|s| s.name == *n)
+                    .expect("validated"),
+            ),
+        }
+    }
+    /// The vertex of node `name` in [`Scenario::graph`] (panics likewise).
+    pub fn node_vertex(&self, name: &str) -> Vertex {
+        Vertex::Node(
+            self.nodes
+                .iter()
+                .position(|x| x.name == name)
+                .expect("validated"),
+        )
+    }
+}
+
+impl Scenario {
     /// The rate schedule of workload `wl` with its `set-rate` events folded in: from an event's
     /// `at` the event's rate holds (until `at + duration` when it has one, after which the
     /// schedule's own rate is back). For generators that take their whole schedule up front.
@@ -454,12 +332,6 @@ impl Scenario {
             }
         }
         RateSchedule { steps }
-    }
-}
-
-impl Service {
-    pub fn version(&self, name: &str) -> Option<&Version> {
-        self.versions.iter().find(|v| v.name == name)
     }
 }
 

@@ -2,14 +2,15 @@
 //!
 //! Every parser takes the text as written and returns a typed value or a [`UnitError`] whose
 //! message says what was expected, so the caller can attach file, line and key path. The same
-//! parsers serve the CLI flags of `sdnbed serve` and `sdnbed load`.
+//! parsers serve the CLI flags of `sdnbed serve` and `sdnbed load`. The value types themselves
+//! live in [`crate::model::units`] (the models compute with them) and are re-exported here.
 
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::model::dist::Dist;
 use crate::model::time::Duration;
+pub use crate::model::units::{BitRate, ByteSize, CountOrShare, QueueLimit, RequestRate};
 
 /// Why a unit did not parse; the message names the expected form.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -18,111 +19,6 @@ pub struct UnitError(pub String);
 
 fn err<T>(msg: impl Into<String>) -> Result<T, UnitError> {
     Err(UnitError(msg.into()))
-}
-
-/// A bit rate in bits per second (decimal prefixes: k = 1000).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BitRate(pub u64);
-
-impl BitRate {
-    pub fn bits_per_sec(self) -> u64 {
-        self.0
-    }
-    /// Time to serialize `bytes` at this rate.
-    pub fn transmit_time(self, bytes: u64) -> Duration {
-        Duration::from_nanos(
-            ((u128::from(bytes) * 8 * 1_000_000_000).div_ceil(u128::from(self.0))) as u64,
-        )
-    }
-}
-
-impl fmt::Display for BitRate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        for (div, unit) in [
-            (1_000_000_000, "Gbit"),
-            (1_000_000, "Mbit"),
-            (1_000, "kbit"),
-        ] {
-            if b >= div && b % div == 0 {
-                return write!(f, "{}{unit}", b / div);
-            }
-        }
-        write!(f, "{b}bit")
-    }
-}
-
-/// A size in bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ByteSize(pub u64);
-
-impl fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        for (div, unit) in [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-            if b >= div && b % div == 0 {
-                return write!(f, "{}{unit}", b / div);
-            }
-        }
-        write!(f, "{b}B")
-    }
-}
-
-/// A request rate in requests per second.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub struct RequestRate(pub f64);
-
-impl RequestRate {
-    pub fn per_sec(self) -> f64 {
-        self.0
-    }
-    /// Mean gap between two requests at this rate.
-    pub fn interval(self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.0)
-    }
-}
-
-impl fmt::Display for RequestRate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/s", self.0)
-    }
-}
-
-/// A count, or a share of some total that is resolved later (`"25%"`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum CountOrShare {
-    Count(u32),
-    /// A fraction in [0, 1].
-    Share(f64),
-}
-
-impl CountOrShare {
-    /// Resolves against `total` the way Kubernetes does: a surge rounds up, an unavailability
-    /// rounds down (`round_up` says which).
-    pub fn resolve(self, total: u32, round_up: bool) -> u32 {
-        match self {
-            CountOrShare::Count(n) => n,
-            CountOrShare::Share(s) => {
-                // Work in basis points to avoid 0.1 + 0.2 style surprises: 25% of 4 is exactly 1.
-                let exact = s * f64::from(total);
-                let r = (exact * 1e9).round() / 1e9;
-                if round_up {
-                    r.ceil() as u32
-                } else {
-                    r.floor() as u32
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Display for CountOrShare {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CountOrShare::Count(n) => write!(f, "{n}"),
-            CountOrShare::Share(s) => write!(f, "{}%", s * 100.0),
-        }
-    }
 }
 
 /// Splits `"12.5ms"` into `(12.5, "ms")`.
@@ -293,22 +189,6 @@ pub fn parse_count_or_share(s: &str) -> Result<CountOrShare, UnitError> {
                 "`{s}` is neither a count (e.g. 1) nor a share (e.g. \"25%\")"
             ))
         })
-    }
-}
-
-/// `"200 packets"` or a size such as `"256KiB"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueueLimit {
-    Packets(u64),
-    Bytes(u64),
-}
-
-impl fmt::Display for QueueLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QueueLimit::Packets(n) => write!(f, "{n} packets"),
-            QueueLimit::Bytes(b) => write!(f, "{}", ByteSize(*b)),
-        }
     }
 }
 
@@ -528,15 +408,6 @@ mod tests {
         assert_eq!(parse_queue("256KiB").unwrap(), QueueLimit::Bytes(262_144));
         assert!((parse_ratio_str("0.1%").unwrap() - 0.001).abs() < 1e-15);
         assert!(parse_ratio_str("150%").is_err());
-    }
-
-    #[test]
-    fn transmit_time_is_exact() {
-        // 1500 B at 100 Mbit/s = 120 us.
-        assert_eq!(
-            BitRate(100_000_000).transmit_time(1500),
-            Duration::from_micros(120)
-        );
     }
 
     #[test]

@@ -1,38 +1,17 @@
-//! Routes through the scenario's topology.
+//! Routes of messages through the scenario's topology, as hops with link directions.
 //!
-//! The graph's vertices are the nodes plus one vertex per service (standing for each of its
-//! replicas); its edges are the `[[link]]`s. A service with no link of its own is attached to its
-//! gateway by an implicit unshaped link. Routes are shortest paths by hop count (ties broken by
-//! the order of `[[link]]` in the file); a service vertex is never crossed, only reached.
+//! The routes themselves are [`crate::model::route`]'s over [`Scenario::graph`] (shortest by
+//! hop count, ties to the earlier `[[link]]`, services never crossed), the same routes the data
+//! plane installs. A service with no link of its own is attached to its gateway by an implicit
+//! unshaped link, which adds no hop.
 //!
 //! A link with a service end is one link per replica: its hops are "per replica" and resolved to
 //! the replica's own link instance when a message is bound to a replica.
 
-use std::collections::VecDeque;
-
+use crate::model::route::{Graph, Vertex};
 use crate::scenario::types::{LinkEnd, Scenario};
 
-/// Which way a message crosses a link: `Forward` goes from `between[0]` to `between[1]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dir {
-    Forward,
-    Reverse,
-}
-
-impl Dir {
-    pub fn index(self) -> usize {
-        match self {
-            Dir::Forward => 0,
-            Dir::Reverse => 1,
-        }
-    }
-    pub fn flip(self) -> Dir {
-        match self {
-            Dir::Forward => Dir::Reverse,
-            Dir::Reverse => Dir::Forward,
-        }
-    }
-}
+pub use crate::model::route::Dir;
 
 /// One hop of a route: the declared link (index into `Scenario::links`) and the direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,115 +22,46 @@ pub struct Hop {
     pub per_replica: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Vertex {
-    Node(usize),
-    Service(usize),
-}
-
 pub struct Topology {
-    vertices: Vec<Vertex>,
-    /// For each vertex: (neighbour vertex index, link index, direction from this vertex).
-    adjacency: Vec<Vec<(usize, usize, Dir)>>,
+    graph: Graph,
 }
 
 impl Topology {
     pub fn new(s: &Scenario) -> Topology {
-        let mut vertices: Vec<Vertex> = (0..s.nodes.len()).map(Vertex::Node).collect();
-        vertices.extend((0..s.services.len()).map(Vertex::Service));
-        let mut adjacency = vec![Vec::new(); vertices.len()];
-        let index_of = |end: &LinkEnd| -> usize {
-            match end {
-                LinkEnd::Node(n) => s
-                    .nodes
-                    .iter()
-                    .position(|x| &x.name == n)
-                    .expect("validated"),
-                LinkEnd::Service(n) => {
-                    s.nodes.len()
-                        + s.services
-                            .iter()
-                            .position(|x| &x.name == n)
-                            .expect("validated")
-                }
-            }
-        };
-        for (li, link) in s.links.iter().enumerate() {
-            let (a, b) = (index_of(&link.between[0]), index_of(&link.between[1]));
-            adjacency[a].push((b, li, Dir::Forward));
-            adjacency[b].push((a, li, Dir::Reverse));
-        }
-        Topology {
-            vertices,
-            adjacency,
-        }
-    }
-
-    fn node_vertex(s: &Scenario, name: &str) -> usize {
-        s.nodes
-            .iter()
-            .position(|x| x.name == name)
-            .expect("validated")
+        Topology { graph: s.graph() }
     }
 
     /// Hops from node `from` to node `to`; None if they are not connected.
     pub fn node_route(&self, s: &Scenario, from: &str, to: &str) -> Option<Vec<Hop>> {
-        self.route(s, Self::node_vertex(s, from), Self::node_vertex(s, to))
+        self.route(s, s.node_vertex(from), s.node_vertex(to))
     }
 
     /// Hops from the gateway of `service` to any of its replicas. Empty when the service has no
     /// link of its own (the implicit unshaped link); None if links exist but none reaches the
     /// gateway.
     pub fn service_route(&self, s: &Scenario, service: usize) -> Option<Vec<Hop>> {
-        let target = s.nodes.len() + service;
-        if self.adjacency[target].is_empty() {
+        let target = Vertex::Service(service);
+        if self.graph.links_of(target).is_empty() {
             return Some(Vec::new());
         }
-        let gw = Self::node_vertex(s, &s.services[service].gateway);
-        self.route(s, gw, target)
+        self.route(s, s.node_vertex(&s.services[service].gateway), target)
     }
 
-    fn route(&self, s: &Scenario, from: usize, to: usize) -> Option<Vec<Hop>> {
-        let mut prev: Vec<Option<(usize, usize, Dir)>> = vec![None; self.vertices.len()];
-        let mut seen = vec![false; self.vertices.len()];
-        let mut queue = VecDeque::from([from]);
-        seen[from] = true;
-        while let Some(v) = queue.pop_front() {
-            if v == to {
-                break;
-            }
-            // Only the destination may be a service vertex.
-            if v != from && matches!(self.vertices[v], Vertex::Service(_)) {
-                continue;
-            }
-            for &(w, link, dir) in &self.adjacency[v] {
-                if !seen[w] {
-                    seen[w] = true;
-                    prev[w] = Some((v, link, dir));
-                    queue.push_back(w);
-                }
-            }
-        }
-        if !seen[to] {
-            return None;
-        }
-        let mut hops = Vec::new();
-        let mut v = to;
-        while v != from {
-            let (p, link, dir) = prev[v].expect("on the BFS tree");
-            let per_replica = s.links[link]
-                .between
+    fn route(&self, s: &Scenario, from: Vertex, to: Vertex) -> Option<Vec<Hop>> {
+        let steps = self.graph.path(from, to)?;
+        Some(
+            steps
                 .iter()
-                .any(|e| matches!(e, LinkEnd::Service(_)));
-            hops.push(Hop {
-                link,
-                dir,
-                per_replica,
-            });
-            v = p;
-        }
-        hops.reverse();
-        Some(hops)
+                .map(|step| Hop {
+                    link: step.link,
+                    dir: step.dir,
+                    per_replica: s.links[step.link]
+                        .between
+                        .iter()
+                        .any(|e| matches!(e, LinkEnd::Service(_))),
+                })
+                .collect(),
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! The open-loop load generator (`sdnbed load`).
 //!
 //! Each of `threads` threads runs one epoll loop with its share of the connections and of the
-//! schedule ([`super::arrivals`]). At each intended send time the request goes to an idle
+//! schedule ([`crate::model::arrivals`]). At each intended send time the request goes to an idle
 //! kept-alive connection (the least recently used, so every connection carries traffic), or to a
 //! new connection if the pool is not full (or `connections` is 0), or waits in a FIFO for a
 //! connection. Its latency is always `done - intended`: time spent waiting for a connection or
@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::arrivals::ArrivalProcess;
 use super::http::{RequestTemplate, ResponseHead, ResponseReader};
 use super::stats::{Completion, ErrorKind, Outcome, SharedRecorder, Sink};
 use super::sys::{self, InBuf, Poller, READABLE, WRITABLE};
@@ -42,6 +41,7 @@ use super::WorkloadError;
 use crate::metrics::{
     ErrorCounts, LatencySummary, Recorder, RecorderConfig, RunMetrics, RunSummary, Stats,
 };
+use crate::model::arrivals::ArrivalProcess;
 use crate::model::rng::SeedTree;
 use crate::model::time::{Duration, Instant};
 use crate::scenario::{Arrivals, RateSchedule};

@@ -34,7 +34,6 @@
 //! [`load::LoadConfig`] whose `on_thread_start` enters the client's namespace and whose `clock`
 //! is the run's, or spawn `sdnbed load --json --out DIR`.
 
-pub mod arrivals;
 pub mod http;
 pub mod load;
 pub mod server;

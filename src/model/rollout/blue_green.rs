@@ -2,9 +2,10 @@
 
 use super::cluster::Cx;
 use super::{analyse, Names, Outcome, Traffic};
+use crate::model::analysis::Analysis;
 use crate::model::analysis::Analyzer;
+use crate::model::rollout::BlueGreenParams;
 use crate::model::time::{Duration, Instant};
-use crate::scenario::types::{Analysis, BlueGreenParams};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Stage {

@@ -86,11 +86,16 @@
 mod blue_green;
 mod canary;
 mod cluster;
+mod params;
 mod simple;
 
 use crate::model::analysis::Analyzer;
+use crate::model::service::Service;
 use crate::model::time::{Duration, Instant};
-use crate::scenario::types::{Rollout, Service, StrategyKind};
+
+pub use self::params::{
+    BlueGreenParams, CanaryParams, CanaryStep, RollingParams, Rollout, Steering, StrategyKind,
+};
 
 use self::blue_green::BlueGreen;
 use self::canary::Canary;

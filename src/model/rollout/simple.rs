@@ -2,8 +2,8 @@
 
 use super::cluster::Cx;
 use super::{Names, Outcome};
+use crate::model::rollout::RollingParams;
 use crate::model::time::Duration;
-use crate::scenario::types::RollingParams;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RecreateStage {

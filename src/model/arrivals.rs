@@ -1,4 +1,6 @@
-//! Intended send times of an open-loop workload (pure: no clock, seeded randomness).
+//! Intended send times of an open-loop workload (pure: no clock, seeded randomness): the
+//! offered rate over time ([`RateSchedule`]), how requests are spaced ([`Arrivals`]), and the
+//! send times themselves ([`ArrivalProcess`]).
 //!
 //! A generator with `n` threads runs `n` [`ArrivalProcess`]es, one per thread, that together
 //! make up the whole schedule: with constant arrivals thread `i` takes every `n`-th slot of the
@@ -11,7 +13,34 @@
 
 use crate::model::rng::Rng;
 use crate::model::time::{Duration, Instant};
-use crate::scenario::{Arrivals, RateSchedule};
+use crate::model::units::RequestRate;
+
+/// How the requests of a rate are spaced in time: evenly, or as a Poisson process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrivals {
+    Constant,
+    Poisson,
+}
+
+/// The offered rate over time: piecewise constant, starting at time zero.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateSchedule {
+    /// `(from, rate)` pairs, sorted, the first at time zero.
+    pub steps: Vec<(Duration, RequestRate)>,
+}
+
+impl RateSchedule {
+    pub fn constant(rate: RequestRate) -> Self {
+        RateSchedule {
+            steps: vec![(Duration::ZERO, rate)],
+        }
+    }
+    /// The rate in force at `t` (time since the run's origin).
+    pub fn rate_at(&self, t: Duration) -> RequestRate {
+        let i = self.steps.partition_point(|(from, _)| *from <= t);
+        self.steps[i.saturating_sub(1)].1
+    }
+}
 
 /// The intended send times of one thread's share of a workload, in increasing order.
 #[derive(Clone, Debug)]
@@ -94,7 +123,6 @@ impl ArrivalProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::units::RequestRate;
 
     fn all(mut p: ArrivalProcess) -> Vec<u64> {
         std::iter::from_fn(|| p.next())

@@ -13,6 +13,7 @@ use crate::model::link::{LinkCounters, LinkParams};
 use crate::model::rollout::ReplicaId;
 use crate::model::steering::SteeringTable;
 
+use super::signal::critical;
 use super::{qdisc_op, Dataplane, DataplaneError, Replica, ReplicaInfo};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +120,7 @@ impl<E: Executor> Dataplane<E> {
             netns: rp.netns.clone(),
             addr: rp.veths[0].iface.addr,
         };
+        let _c = critical();
         self.replicas[si].insert(id, Replica { slot, plan: rp });
         if let Err(e) = self.run_ops(&ops) {
             if let Some(r) = self.replicas[si].remove(&id) {
@@ -154,6 +156,7 @@ impl<E: Executor> Dataplane<E> {
             })
             .collect();
         ops.push(Op::NetnsDel { name: r.plan.netns });
+        let _c = critical();
         self.exec.apply(&ops)?;
         Ok(())
     }
@@ -205,6 +208,7 @@ impl<E: Executor> Dataplane<E> {
             ns: self.plan.nodes[sp.gateway].netns.clone(),
             script: nft::steering_update(si, &ranges),
         };
+        let _c = critical();
         self.exec.apply(&[op])?;
         Ok(())
     }
@@ -269,6 +273,7 @@ impl<E: Executor> Dataplane<E> {
                 }
             }
         }
+        let _c = critical();
         self.exec.apply(&ops)?;
         if up {
             self.down.remove(&link);
@@ -308,6 +313,7 @@ impl<E: Executor> Dataplane<E> {
                 qdisc_op(&ns, ifindex, params).unwrap_or(Op::QdiscDel { ns, ifindex })
             })
             .collect();
+        let _c = critical();
         self.exec.apply(&ops)?;
         self.params.insert(link, params.clone());
         Ok(())
@@ -363,11 +369,27 @@ impl<E: Executor> Dataplane<E> {
 
     /// Records a process started in one of the run's namespaces (e.g. a replica's server), so
     /// teardown and `sdnbed clean` stop it even if it has left the namespace.
+    /// Signal-safe only inside the [`critical`] section that started the process (or use
+    /// [`Dataplane::spawn`]).
     pub fn record_process(&mut self, pid: u32) -> Result<(), DataplaneError> {
+        let _c = critical();
         let start = ledger::process_start(pid).unwrap_or(0);
         if let Some(l) = &mut self.ledger {
             l.record(&[Entry::Process { pid, start }])?;
         }
         Ok(())
+    }
+
+    /// Starts `cmd` (e.g. from [`command_in`](crate::dataplane::netlink::command_in)) and
+    /// records the process, in one critical section: a signal either finds it in the ledger or
+    /// stops the run before it starts.
+    pub fn spawn(
+        &mut self,
+        cmd: &mut std::process::Command,
+    ) -> Result<std::process::Child, DataplaneError> {
+        let _c = critical();
+        let child = cmd.spawn().map_err(DataplaneError::Spawn)?;
+        self.record_process(child.id())?;
+        Ok(child)
     }
 }

@@ -34,8 +34,8 @@ mod signal;
 
 pub use live::LinkSample;
 pub use reach::ProbeRow;
-pub use signal::install_signal_teardown;
 use signal::set_active;
+pub use signal::{critical, install_signal_teardown, Critical};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -77,6 +77,8 @@ pub enum DataplaneError {
     UnknownLink(usize),
     #[error("reachability does not match the policies:\n  {}", .0.join("\n  "))]
     PolicyMismatch(Vec<String>),
+    #[error("starting a process: {0}")]
+    Spawn(std::io::Error),
     #[error("probing reachability: {0}")]
     Probe(std::io::Error),
 }
@@ -115,7 +117,9 @@ pub fn prepare(
         run,
         Ipv4Net::new(opts.pool.addr(), 32 - size.trailing_zeros() as u8)?,
     )?;
+    let _c = critical();
     let mut l = Ledger::create(&opts.ledger_dir, run, opts.ledger_copy.as_deref())?;
+    set_active(&opts.ledger_dir, run, true);
     let built = l
         .allocate_block(opts.pool, size)
         .map_err(DataplaneError::from)
@@ -124,6 +128,7 @@ pub fn prepare(
         Ok(p) => Ok((p, l)),
         Err(e) => {
             let _ = std::fs::remove_file(l.path());
+            set_active(&opts.ledger_dir, run, false);
             Err(e)
         }
     }
@@ -235,6 +240,7 @@ impl<E: Executor> Dataplane<E> {
     }
 
     fn run_ops(&mut self, ops: &[Op]) -> Result<(), DataplaneError> {
+        let _c = critical();
         if let Some(l) = &mut self.ledger {
             l.record_ops(ops)?;
         }
@@ -278,6 +284,7 @@ impl<E: Executor> Dataplane<E> {
             let netem = match self.netem {
                 Some(n) => n,
                 None => {
+                    let _c = critical();
                     let scratch = format!("sdnbed-{}-netem-probe", self.plan.run);
                     if let Some(l) = &mut self.ledger {
                         l.record(&[Entry::Netns {
@@ -309,9 +316,17 @@ impl<E: Executor> Dataplane<E> {
     }
 
     /// Leaves the run deployed (lab mode): no teardown on drop; `sdnbed down RUN` removes it.
+    /// The ledger marks the run held, so `sdnbed clean --all` leaves it alone.
     pub fn keep(mut self) -> String {
         set_active(&self.ledger_dir, &self.plan.run, false);
-        self.ledger = None;
+        if let Some(mut l) = self.ledger.take() {
+            if let Err(e) = l.record(&[Entry::Held]) {
+                eprintln!(
+                    "sdnbed: {e} (`sdnbed clean --all` will not know run {} is held)",
+                    self.plan.run
+                );
+            }
+        }
         self.plan.run.clone()
     }
 
@@ -321,6 +336,7 @@ impl<E: Executor> Dataplane<E> {
     }
 
     fn teardown_inner(&mut self) -> Result<(), DataplaneError> {
+        let _c = critical();
         while let Some(o) = self.owned.pop() {
             drop(o);
         }

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Skip drawing figures (they can be drawn later with `sdnbed plot`).
     #[arg(long)]
     no_plots: bool,
+    /// Run even when a run's estimated cost (windows, memory, requests) is above the limits
+    /// that otherwise refuse it with exit status 2.
+    #[arg(long)]
+    allow_large: bool,
 }
 
 fn parse_backend(s: &str) -> anyhow::Result<BackendKind> {
@@ -81,20 +85,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(super::EXIT_INVALID);
         }
     };
-    for spec in &exp.runs {
-        if matches!(
-            spec.scenario.backend,
-            BackendKind::Docker | BackendKind::Kube
-        ) {
-            anyhow::bail!(
-                "the {} backend is not part of this build yet; run with --backend sim or netns",
-                spec.scenario.backend.as_str()
-            );
-        }
-        if let Err(e) = crate::sim::check(&spec.scenario) {
-            eprintln!("error: {}: {e}", args.file.display());
-            return Ok(super::EXIT_INVALID);
-        }
+    if let Err(e) = super::validate::check_runs(&exp, args.allow_large) {
+        eprintln!("error: {}: {e}", args.file.display());
+        return Ok(super::EXIT_INVALID);
     }
 
     let exp_dir = results::create_experiment_dir(&args.out, &exp.name).with_context(|| {

@@ -1,12 +1,14 @@
-//! `sdnbed validate FILE…`: checks scenario files without running anything.
+//! `sdnbed validate FILE…`: checks scenario files without running anything, with the same
+//! checks `sdnbed run` makes before it starts ([`check_runs`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::scenario::{load_experiment, LoadOptions};
+use crate::scenario::{cost, load_experiment, BackendKind, Experiment, LoadOptions};
 
-/// Check scenario files (format, references, routes) and show the runs they expand to.
+/// Check scenario files (format, references, routes, backend, cost) and show the runs they
+/// expand to.
 #[derive(Args)]
 pub struct ValidateArgs {
     /// Scenario files to check.
@@ -15,6 +17,42 @@ pub struct ValidateArgs {
     /// Apply KEY=VALUE overrides before checking, as `run --set` does.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_set)]
     set: Vec<(String, String)>,
+    /// Accept runs above the cost limits (see `run --allow-large`).
+    #[arg(long)]
+    allow_large: bool,
+}
+
+/// What `run` checks of every run of an experiment, beyond the file format, before anything
+/// starts: the backend is part of this build, every workload has a route, and the run's cost
+/// is within the limits ([`cost`]) unless `allow_large`. The error is one line, for
+/// `error: FILE: …`.
+pub fn check_runs(exp: &Experiment, allow_large: bool) -> Result<(), String> {
+    for spec in &exp.runs {
+        let sc = &spec.scenario;
+        if matches!(sc.backend, BackendKind::Docker | BackendKind::Kube) {
+            return Err(format!(
+                "the {} backend is not part of this build yet; run with --backend sim or netns",
+                sc.backend.as_str()
+            ));
+        }
+        crate::sim::check(sc).map_err(|e| e.to_string())?;
+        cost::check(sc, allow_large).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn describe(file: &Path, exp: &Experiment) -> String {
+    format!(
+        "{}: ok ({} run{}{})",
+        file.display(),
+        exp.runs.len(),
+        if exp.runs.len() == 1 { "" } else { "s" },
+        if exp.swept_keys.is_empty() {
+            String::new()
+        } else {
+            format!(", sweeping {}", exp.swept_keys.join(", "))
+        }
+    )
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<i32> {
@@ -25,29 +63,13 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<i32> {
     let mut status = 0;
     for file in &args.files {
         match load_experiment(file, &opts) {
-            Ok(exp) => {
-                let routes = exp
-                    .runs
-                    .iter()
-                    .try_for_each(|r| crate::sim::check(&r.scenario));
-                match routes {
-                    Ok(()) => println!(
-                        "{}: ok ({} run{}{})",
-                        file.display(),
-                        exp.runs.len(),
-                        if exp.runs.len() == 1 { "" } else { "s" },
-                        if exp.swept_keys.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", sweeping {}", exp.swept_keys.join(", "))
-                        }
-                    ),
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", file.display());
-                        status = super::EXIT_INVALID;
-                    }
+            Ok(exp) => match check_runs(&exp, args.allow_large) {
+                Ok(()) => println!("{}", describe(file, &exp)),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    status = super::EXIT_INVALID;
                 }
-            }
+            },
             Err(e) => {
                 eprintln!("{e}");
                 status = super::EXIT_INVALID;

@@ -6,6 +6,7 @@
 //! [`Experiment`] whose runs are fully validated, or into a [`ScenarioError`] listing every
 //! problem with file, line, column, key path and hint.
 
+pub mod cost;
 mod diag;
 mod load;
 mod reader;

@@ -90,6 +90,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         return Ok(super::EXIT_INVALID);
     }
 
+    if let Err(e) = super::validate::check_privileges(&exp) {
+        eprintln!("error: {e}");
+        return Ok(super::EXIT_INVALID);
+    }
     let exp_dir = results::create_experiment_dir(&args.out, &exp.name).with_context(|| {
         format!(
             "creating an experiment directory under {}",
@@ -133,6 +137,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     progress.finish_and_clear();
 
+    let failures = failures.into_inner().expect("not poisoned");
+    if lines.lock().expect("not poisoned").is_empty() && !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        if !results::discard_if_empty(&exp_dir) {
+            eprintln!(
+                "no run completed; {} keeps the runs' work files",
+                exp_dir.display()
+            );
+        }
+        return Ok(1);
+    }
     let summary = results::write_summary(&exp_dir, &exp.swept_keys)
         .with_context(|| format!("writing the summary of {}", exp_dir.display()))?;
     let mut lines = lines.into_inner().expect("not poisoned");
@@ -157,7 +174,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     {
         println!("figure:     {}", f.display());
     }
-    let failures = failures.into_inner().expect("not poisoned");
     for f in &failures {
         eprintln!("error: {f}");
     }

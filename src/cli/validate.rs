@@ -41,6 +41,24 @@ pub fn check_runs(exp: &Experiment, allow_large: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// What `run` needs of the machine for these runs, checked before it touches anything: the
+/// netns backend needs root.
+pub fn check_privileges(exp: &Experiment) -> Result<(), String> {
+    let netns = exp
+        .runs
+        .iter()
+        .any(|r| r.scenario.backend == BackendKind::Netns);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if netns && unsafe { libc::geteuid() } != 0 {
+        return Err(
+            "the netns backend needs root (network namespaces, veths, nftables); run with sudo, \
+             or with --backend sim"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn describe(file: &Path, exp: &Experiment) -> String {
     format!(
         "{}: ok ({} run{}{})",

@@ -85,8 +85,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(super::EXIT_INVALID);
         }
     };
-    if let Err(e) = super::validate::check_runs(&exp, args.allow_large) {
-        eprintln!("error: {}: {e}", args.file.display());
+    if let Err(e) = super::validate::check_runs(&args.file, &exp, args.allow_large) {
+        eprintln!("{e}");
         return Ok(super::EXIT_INVALID);
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::scenario::{cost, load_experiment, BackendKind, Experiment, LoadOptions};
+use crate::scenario::{cost, diagnose_at, load_experiment, BackendKind, Experiment, LoadOptions};
 
 /// Check scenario files (format, references, routes, backend, cost) and show the runs they
 /// expand to.
@@ -24,19 +24,57 @@ pub struct ValidateArgs {
 
 /// What `run` checks of every run of an experiment, beyond the file format, before anything
 /// starts: the backend is part of this build, every workload has a route, and the run's cost
-/// is within the limits ([`cost`]) unless `allow_large`. The error is one line, for
-/// `error: FILE: …`.
-pub fn check_runs(exp: &Experiment, allow_large: bool) -> Result<(), String> {
+/// is within the limits ([`cost`]) unless `allow_large`. The error is ready to print, placed
+/// on the key of `file` it is about where there is one.
+pub fn check_runs(file: &Path, exp: &Experiment, allow_large: bool) -> Result<(), String> {
+    use crate::sim::SimError;
+    let at = |key: &str, msg: String, hint: &str| {
+        diagnose_at(file, key, msg, Some(hint.to_string()))
+            .to_string()
+            .trim_end()
+            .to_string()
+    };
     for spec in &exp.runs {
         let sc = &spec.scenario;
         if matches!(sc.backend, BackendKind::Docker | BackendKind::Kube) {
             return Err(format!(
-                "the {} backend is not part of this build yet; run with --backend sim or netns",
+                "error: {}: the {} backend is not part of this build yet; run with --backend \
+                 sim or netns",
+                file.display(),
                 sc.backend.as_str()
             ));
         }
-        crate::sim::check(sc).map_err(|e| e.to_string())?;
-        cost::check(sc, allow_large).map_err(|e| e.to_string())?;
+        match crate::sim::check(sc) {
+            Ok(()) => {}
+            Err(SimError::NoRoute { workload, from, to }) => {
+                return Err(at(
+                    &format!("workload.{workload}.to"),
+                    format!("workload {workload}: no route from {from} to {to}"),
+                    "add a [[link]] that connects them",
+                ))
+            }
+            Err(SimError::ServiceUnreachable { service, gateway }) => {
+                return Err(at(
+                    &format!("service.{service}.gateway"),
+                    format!("service {service}: its links do not reach its gateway {gateway}"),
+                    &format!(
+                        "link the service to {gateway} (or remove its links to attach it to \
+                         the gateway directly)"
+                    ),
+                ))
+            }
+        }
+        if let Err(e) = cost::check(sc, allow_large) {
+            let key = match e {
+                cost::CostError::Memory { .. } => "scenario.window",
+                cost::CostError::Requests { .. } => "scenario.duration",
+            };
+            return Err(at(
+                key,
+                e.to_string(),
+                "the limits are about 2 GiB of windows and 50,000,000 requests per run",
+            ));
+        }
     }
     Ok(())
 }
@@ -81,10 +119,10 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<i32> {
     let mut status = 0;
     for file in &args.files {
         match load_experiment(file, &opts) {
-            Ok(exp) => match check_runs(&exp, args.allow_large) {
+            Ok(exp) => match check_runs(file, &exp, args.allow_large) {
                 Ok(()) => println!("{}", describe(file, &exp)),
                 Err(e) => {
-                    eprintln!("error: {}: {e}", file.display());
+                    eprintln!("{e}");
                     status = super::EXIT_INVALID;
                 }
             },

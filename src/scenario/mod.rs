@@ -17,5 +17,5 @@ pub mod units;
 mod validate;
 
 pub use diag::{Diagnostic, ScenarioError};
-pub use load::{load_experiment, parse_experiment, LoadOptions};
+pub use load::{diagnose_at, load_experiment, parse_experiment, LoadOptions};
 pub use types::*;

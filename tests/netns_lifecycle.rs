@@ -109,6 +109,8 @@ fn sigkill_then_clean_leaves_nothing() {
     let code = clean(CleanArgs {
         run: Some(run.clone()),
         all: false,
+        force: false,
+        results: "results".into(),
     })
     .unwrap();
     assert_eq!(code, 0);
@@ -117,7 +119,9 @@ fn sigkill_then_clean_leaves_nothing() {
     // Cleaning again is an error (no ledger), and touches nothing.
     assert!(clean(CleanArgs {
         run: Some(run.clone()),
-        all: false
+        all: false,
+        force: false,
+        results: "results".into(),
     })
     .is_err());
 }

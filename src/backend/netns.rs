@@ -293,9 +293,12 @@ impl<'s> NetnsEffects<'s> {
             .stdout(out)
             .stderr(err);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(spawn_err)?;
-        self.dp.record_process(child.id())?;
-        Ok(child)
+        // Started and recorded in one critical section: a signal either finds it in the
+        // ledger or stops the run before it starts.
+        self.dp.spawn(&mut cmd).map_err(|e| match e {
+            DataplaneError::Spawn(source) => spawn_err(source),
+            e => e.into(),
+        })
     }
 
     /// The `links.csv` name and direction of declared link `li` (None: the implicit link of a

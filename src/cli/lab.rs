@@ -97,13 +97,21 @@ pub struct DownArgs {
 
 #[derive(Args, Debug)]
 pub struct CleanArgs {
-    /// The run to remove (whatever its ledger lists).
+    /// The run to remove (whatever its ledger lists), or an output directory: every run whose
+    /// ledger copy (`ledger.jsonl`) is under it, also when the run's main ledger is gone.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub run: Option<String>,
-    /// Every run with a ledger whose owning process is gone (runs left by `sdnbed up`, and
-    /// runs whose process crashed or was killed). Runs of live processes are skipped.
+    /// Every run with a ledger whose owning process is gone (runs whose process crashed or was
+    /// killed), and every run under `--results` whose ledger copy lists objects that still
+    /// exist. Live runs and labs held by `sdnbed up` are skipped.
     #[arg(long)]
     pub all: bool,
+    /// Remove RUN even if it is live (its process still runs, or `sdnbed up` holds it).
+    #[arg(long)]
+    pub force: bool,
+    /// Where `--all` also looks for ledger copies.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
 }
 
 fn ledger_dir() -> &'static Path {
@@ -623,7 +631,7 @@ pub fn down(args: DownArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `sdnbed clean [RUN|--all]`.
+/// `sdnbed clean [RUN|DIR|--all]`.
 pub fn clean(args: CleanArgs) -> anyhow::Result<i32> {
     clean_in(ledger_dir(), args)
 }
@@ -631,28 +639,105 @@ pub fn clean(args: CleanArgs) -> anyhow::Result<i32> {
 /// `clean` with ledgers in `dir`.
 pub fn clean_in(dir: &Path, args: CleanArgs) -> anyhow::Result<i32> {
     let mut k = Kernel::new().context("opening rtnetlink (sdnbed clean needs root)")?;
-    let runs = match args.run {
-        Some(r) => vec![r],
-        None => ledger::list_runs(dir)?,
-    };
     let mut status = 0;
-    for run in runs {
-        let entries = ledger::read(&dir.join(format!("{run}.ledger")))?;
-        if args.all && ledger::owner_alive(&entries) {
-            eprintln!("skipping run {run}: its process is still running (sdnbed clean {run} removes it anyway)");
-            continue;
+    let mut report = |what: &str, r: Result<String, ledger::LedgerError>| match r {
+        Ok(run) => println!("removed run {run} ({what})"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            status = 1;
         }
-        let n = entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Netns { .. }))
-            .count();
-        match ledger::teardown(dir, &run, &mut k) {
-            Ok(()) => println!("removed run {run} ({n} namespaces)"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                status = 1;
+    };
+    match &args.run {
+        Some(arg) if Path::new(arg).is_dir() => {
+            for copy in ledger_copies(Path::new(arg)) {
+                let entries = ledger::read(&copy)?;
+                if let (Some(why), false) = (ledger::live(&entries), args.force) {
+                    eprintln!("skipping {}: {why} (--force removes it)", copy.display());
+                    continue;
+                }
+                report(
+                    &copy.display().to_string(),
+                    ledger::teardown_copy(&copy, &mut k),
+                );
+            }
+        }
+        Some(run) => {
+            let path = dir.join(format!("{run}.ledger"));
+            if !path.exists() {
+                bail!(
+                    "no ledger for run `{run}` in {} (`sdnbed clean DIR` also finds runs by \
+                     the ledger copy in their output directory)",
+                    dir.display()
+                );
+            }
+            let entries = ledger::read(&path)?;
+            if let (Some(why), false) = (ledger::live(&entries), args.force) {
+                bail!("run `{run}` is live: {why}; pass --force to remove it anyway");
+            }
+            let n = namespaces(&entries);
+            report(
+                &format!("{n} namespaces"),
+                ledger::teardown(dir, run, &mut k).map(|()| run.clone()),
+            );
+        }
+        None => {
+            for run in ledger::list_runs(dir)? {
+                let entries = ledger::read(&dir.join(format!("{run}.ledger")))?;
+                if let Some(why) = ledger::live(&entries) {
+                    eprintln!("skipping run {run}: {why} (sdnbed clean {run} --force removes it)");
+                    continue;
+                }
+                let n = namespaces(&entries);
+                report(
+                    &format!("{n} namespaces"),
+                    ledger::teardown(dir, &run, &mut k).map(|()| run),
+                );
+            }
+            for copy in ledger_copies(&args.results) {
+                let entries = ledger::read(&copy)?;
+                let orphan = ledger::files(&entries).is_some_and(|(_, main)| !main.exists());
+                if orphan
+                    && ledger::live(&entries).is_none()
+                    && !ledger::remaining(&entries).is_empty()
+                {
+                    report(
+                        &copy.display().to_string(),
+                        ledger::teardown_copy(&copy, &mut k),
+                    );
+                }
             }
         }
     }
     Ok(status)
+}
+
+fn namespaces(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Netns { .. }))
+        .count()
+}
+
+/// The ledger copies (`ledger.jsonl`) under `root`, a few levels deep (an experiment's runs
+/// are at `runs/RUN/`).
+fn ledger_copies(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for ent in rd.flatten() {
+            let p = ent.path();
+            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                if depth > 0 {
+                    walk(&p, depth - 1, out);
+                }
+            } else if ent.file_name() == "ledger.jsonl" {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, 6, &mut out);
+    out.sort();
+    out
 }

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Skip drawing figures (they can be drawn later with `sdnbed plot`).
     #[arg(long)]
     no_plots: bool,
+    /// Run even when a run's estimated cost (windows, memory, requests) is above the limits
+    /// that otherwise refuse it with exit status 2.
+    #[arg(long)]
+    allow_large: bool,
 }
 
 fn parse_backend(s: &str) -> anyhow::Result<BackendKind> {
@@ -81,19 +85,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(super::EXIT_INVALID);
         }
     };
-    for spec in &exp.runs {
-        if backend_for(spec.scenario.backend).is_none() {
-            anyhow::bail!(
-                "the {} backend is not part of this build yet; run with --backend sim or netns",
-                spec.scenario.backend.as_str()
-            );
-        }
-        if let Err(e) = crate::sim::check(&spec.scenario) {
-            eprintln!("error: {}: {e}", args.file.display());
-            return Ok(super::EXIT_INVALID);
-        }
+    if let Err(e) = super::validate::check_runs(&args.file, &exp, args.allow_large) {
+        eprintln!("{e}");
+        return Ok(super::EXIT_INVALID);
     }
 
+    if let Err(e) = super::validate::check_privileges(&exp) {
+        eprintln!("error: {e}");
+        return Ok(super::EXIT_INVALID);
+    }
     let exp_dir = results::create_experiment_dir(&args.out, &exp.name).with_context(|| {
         format!(
             "creating an experiment directory under {}",
@@ -137,6 +137,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     progress.finish_and_clear();
 
+    let failures = failures.into_inner().expect("not poisoned");
+    if lines.lock().expect("not poisoned").is_empty() && !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        if !results::discard_if_empty(&exp_dir) {
+            eprintln!(
+                "no run completed; {} keeps the runs' work files",
+                exp_dir.display()
+            );
+        }
+        return Ok(1);
+    }
     let summary = results::write_summary(&exp_dir, &exp.swept_keys)
         .with_context(|| format!("writing the summary of {}", exp_dir.display()))?;
     let mut lines = lines.into_inner().expect("not poisoned");
@@ -161,7 +174,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     {
         println!("figure:     {}", f.display());
     }
-    let failures = failures.into_inner().expect("not poisoned");
     for f in &failures {
         eprintln!("error: {f}");
     }
@@ -170,7 +182,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
 /// The backend that carries out runs of `kind`; None for those this build does not have.
 /// A new backend is one line here.
-fn backend_for(kind: BackendKind) -> Option<&'static dyn Backend> {
+pub(super) fn backend_for(kind: BackendKind) -> Option<&'static dyn Backend> {
     match kind {
         BackendKind::Sim => Some(&crate::backend::Sim),
         BackendKind::Netns => Some(&crate::backend::netns::Netns),

@@ -45,6 +45,12 @@ pub enum LedgerError {
     },
     #[error("teardown of run `{run}`: {error}")]
     Teardown { run: String, error: ExecError },
+    #[error("teardown of run `{run}` left {} (ledger {path} kept for `sdnbed clean`)", .left.join(", "))]
+    Remains {
+        run: String,
+        path: PathBuf,
+        left: Vec<String>,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
@@ -84,6 +90,14 @@ pub enum Entry {
         pid: u32,
         start: u64,
     },
+    /// Where the ledger and its copy are, so a copy alone leads back to the run.
+    Files {
+        run: String,
+        ledger: PathBuf,
+        copy: Option<PathBuf>,
+    },
+    /// A lab left up on purpose (`sdnbed up`): live until `sdnbed down`.
+    Held,
 }
 
 impl Entry {
@@ -163,10 +177,18 @@ impl Ledger {
             written: BTreeSet::new(),
         };
         let pid = std::process::id();
-        ledger.record(&[Entry::Owner {
-            pid,
-            start: process_start(pid).unwrap_or(0),
-        }])?;
+        let files = Entry::Files {
+            run: run.to_string(),
+            ledger: ledger.path.clone(),
+            copy: ledger.copy.as_ref().map(|(p, _)| p.clone()),
+        };
+        ledger.record(&[
+            Entry::Owner {
+                pid,
+                start: process_start(pid).unwrap_or(0),
+            },
+            files,
+        ])?;
         Ok(ledger)
     }
 
@@ -322,7 +344,9 @@ pub fn teardown_plan(entries: &[Entry]) -> TeardownPlan {
                 processes.push((*pid, *start));
                 continue;
             }
-            Entry::Owner { .. } | Entry::Block { .. } => continue,
+            Entry::Owner { .. } | Entry::Block { .. } | Entry::Files { .. } | Entry::Held => {
+                continue
+            }
             Entry::Netns { name } => Op::NetnsDel { name: name.clone() },
             Entry::Veth {
                 ns,
@@ -387,6 +411,41 @@ pub fn owner_alive(entries: &[Entry]) -> bool {
     live_owner(entries).is_some()
 }
 
+/// Why a run is live, if it is: its owner runs, or it is a lab held up (`sdnbed up`).
+pub fn live(entries: &[Entry]) -> Option<String> {
+    if let Some((pid, _)) = live_owner(entries) {
+        return Some(format!("its process {pid} is still running"));
+    }
+    entries
+        .contains(&Entry::Held)
+        .then(|| "it is a lab held up by `sdnbed up` (`sdnbed down` removes it)".to_string())
+}
+
+/// The objects a ledger lists that still exist: namespaces whose file is still mounted and
+/// processes still running. Veths and tables live in the run's namespaces and go with them.
+pub fn remaining(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Netns { name } if crate::dataplane::netlink::netns_path(name).exists() => {
+                Some(format!("namespace {name}"))
+            }
+            Entry::Process { pid, start } if running(*pid, *start) => {
+                Some(format!("process {pid}"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The run a ledger (or its copy) belongs to, and the path of its main ledger.
+pub fn files(entries: &[Entry]) -> Option<(String, PathBuf)> {
+    entries.iter().find_map(|e| match e {
+        Entry::Files { run, ledger, .. } => Some((run.clone(), ledger.clone())),
+        _ => None,
+    })
+}
+
 /// How long a live owner gets to tear its run down after SIGTERM before it is killed.
 const OWNER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -411,8 +470,10 @@ fn stop_owner(entries: &[Entry]) {
     }
 }
 
-/// Tears down run `run` from its ledger in `dir` alone, then deletes the ledger. Idempotent.
-/// A live owner other than the caller is first asked to do it itself ([`stop_owner`]).
+/// Tears down run `run` from its ledger in `dir` alone, then deletes the ledger, but only once
+/// every object it lists is confirmed gone ([`remaining`]); otherwise the ledger stays and the
+/// error says what is left. Idempotent. A live owner other than the caller is first asked to
+/// do it itself (`stop_owner`).
 pub fn teardown(dir: &Path, run: &str, exec: &mut dyn Executor) -> Result<(), LedgerError> {
     let path = ledger_path(dir, run);
     if !path.exists() {
@@ -426,7 +487,43 @@ pub fn teardown(dir: &Path, run: &str, exec: &mut dyn Executor) -> Result<(), Le
         // The owner tore the run down.
         return Ok(());
     }
-    let plan = teardown_plan(&read(&path)?);
+    remove_listed(run, &path, &read(&path)?, exec)?;
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// Tears down the run a ledger copy (e.g. `ledger.jsonl` in a run's output directory) belongs
+/// to: through its main ledger when that still exists, else from the copy's entries (the copy
+/// is the run's record and stays). Returns the run id.
+pub fn teardown_copy(copy: &Path, exec: &mut dyn Executor) -> Result<String, LedgerError> {
+    let entries = read(copy)?;
+    let Some((run, main)) = files(&entries) else {
+        return Err(LedgerError::NoLedger {
+            run: format!("of {}", copy.display()),
+            dir: copy.to_path_buf(),
+        });
+    };
+    if main.exists() {
+        let dir = main.parent().unwrap_or(Path::new(DEFAULT_DIR));
+        teardown(dir, &run, exec)?;
+    } else {
+        stop_owner(&entries);
+        remove_listed(&run, copy, &entries, exec)?;
+    }
+    Ok(run)
+}
+
+/// Kills the listed processes, removes the listed objects, and checks that nothing is left.
+fn remove_listed(
+    run: &str,
+    path: &Path,
+    entries: &[Entry],
+    exec: &mut dyn Executor,
+) -> Result<(), LedgerError> {
+    let plan = teardown_plan(entries);
     for (pid, start) in &plan.processes {
         if process_start(*pid) == Some(*start) {
             let _ = nix::sys::signal::kill(
@@ -440,11 +537,20 @@ pub fn teardown(dir: &Path, run: &str, exec: &mut dyn Executor) -> Result<(), Le
             run: run.to_string(),
             error,
         })?;
-    match fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(&path)(e)),
+    // SIGKILL is asynchronous: give the processes a bounded moment (2 s) to be gone.
+    let mut left = remaining(entries);
+    for _ in 0..100 {
+        if left.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = remaining(entries);
     }
+    Err(LedgerError::Remains {
+        run: run.to_string(),
+        path: path.to_path_buf(),
+        left,
+    })
 }
 
 #[cfg(test)]
@@ -476,7 +582,7 @@ mod tests {
         l.record_ops(&ops).unwrap();
         l.record_ops(&ops).unwrap(); // written once
         let entries = read(l.path()).unwrap();
-        assert_eq!(entries.len(), 5);
+        assert_eq!(entries.len(), 6);
         assert_eq!(read(&copy).unwrap(), entries);
         assert!(matches!(
             Ledger::create(dir.path(), "r1", None),

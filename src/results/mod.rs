@@ -2,9 +2,12 @@
 //! documented in `results/README.md`.
 //!
 //! Guarantees:
-//! - **Immutable runs.** [`write_run`] refuses a run directory that already exists. Every file
-//!   is written to a temporary file in the same directory, fsynced and renamed into place;
-//!   `run.json` is written last, so a run directory without it is incomplete (readers skip it).
+//! - **Immutable, atomic runs.** [`write_run`] refuses a run directory that already exists. It
+//!   writes the run under a hidden temporary name (`.NAME.tmp-PID`, every file fsynced) and
+//!   renames the directory into place once complete; on any failure (a full disk) the
+//!   temporary directory is removed, so a run directory either is whole or does not exist.
+//!   Readers skip hidden and incomplete (no `run.json`) directories, so the summary only ever
+//!   lists complete runs.
 //! - **Reproducible bytes.** For identical inputs every file is byte-identical, except the
 //!   `provenance` object of `run.json` (start time, wall time, host, kernel, build).
 //! - **Self-describing.** `run.json` holds the resolved scenario, the sweep parameters, the
@@ -34,10 +37,11 @@ pub const RUN_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("{path}: {source}")]
+    /// The I/O error is part of the message, not a `source`, so a chain prints it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("run directory {0} already exists; runs are never overwritten")]
     RunDirExists(PathBuf),
@@ -59,9 +63,9 @@ pub enum ResultsError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
-    move |source| ResultsError::Io {
+    move |error| ResultsError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -260,29 +264,45 @@ pub fn write_run(dir: &Path, rec: &RunRecord) -> Result<(), ResultsError> {
     })?;
     run_json.push('\n');
 
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_err(parent))?;
+    if dir.exists() {
+        return Err(ResultsError::RunDirExists(dir.to_path_buf()));
     }
-    fs::create_dir(dir).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            ResultsError::RunDirExists(dir.to_path_buf())
-        } else {
-            io_err(dir)(e)
+    let name = dir
+        .file_name()
+        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    let written = (|| {
+        write_atomic(&tmp, "scenario.toml", rec.resolved_toml.as_bytes())?;
+        write_atomic(
+            &tmp,
+            "timeseries.csv",
+            timeseries::render(&rec.metrics).as_bytes(),
+        )?;
+        write_atomic(&tmp, "latency.hlog", &hlog)?;
+        write_atomic(&tmp, "events.jsonl", render_events(&rec.events).as_bytes())?;
+        if !rec.links.is_empty() {
+            write_atomic(&tmp, "links.csv", render_links(&rec.links).as_bytes())?;
         }
-    })?;
-    write_atomic(dir, "scenario.toml", rec.resolved_toml.as_bytes())?;
-    write_atomic(
-        dir,
-        "timeseries.csv",
-        timeseries::render(&rec.metrics).as_bytes(),
-    )?;
-    write_atomic(dir, "latency.hlog", &hlog)?;
-    write_atomic(dir, "events.jsonl", render_events(&rec.events).as_bytes())?;
-    if !rec.links.is_empty() {
-        write_atomic(dir, "links.csv", render_links(&rec.links).as_bytes())?;
+        write_atomic(&tmp, "run.json", run_json.as_bytes())?;
+        sync_dir(&tmp)?;
+        // rename(2) onto an existing non-empty directory fails, so a run is never replaced.
+        fs::rename(&tmp, dir).map_err(|e| {
+            if dir.exists() {
+                ResultsError::RunDirExists(dir.to_path_buf())
+            } else {
+                io_err(dir)(e)
+            }
+        })?;
+        sync_dir(parent)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
     }
-    write_atomic(dir, "run.json", run_json.as_bytes())?;
-    sync_dir(dir)
+    written
 }
 
 /// Reads `run.json` from a run directory.
@@ -395,13 +415,22 @@ pub fn create_experiment_dir(
     unreachable!("the attempt counter is unbounded")
 }
 
+/// Removes an experiment directory that holds nothing but an empty `runs/` (every run failed
+/// before writing anything); returns whether it did. Never removes a file.
+pub fn discard_if_empty(exp_dir: &Path) -> bool {
+    fs::remove_dir(exp_dir.join("runs")).is_ok() && fs::remove_dir(exp_dir).is_ok()
+}
+
 /// The complete runs of an experiment (those with a `run.json`), sorted by index.
 pub fn list_runs(exp_dir: &Path) -> Result<Vec<(PathBuf, RunFile)>, ResultsError> {
     let runs_dir = exp_dir.join("runs");
     let mut out = Vec::new();
     for entry in fs::read_dir(&runs_dir).map_err(io_err(&runs_dir))? {
         let dir = entry.map_err(io_err(&runs_dir))?.path();
-        if dir.join("run.json").is_file() {
+        let hidden = dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if !hidden && dir.join("run.json").is_file() {
             let run = read_run(&dir)?;
             out.push((dir, run));
         }

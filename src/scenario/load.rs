@@ -59,7 +59,7 @@ struct Axis {
 /// Reads the scenario at `path`; relative paths inside it are relative to its directory.
 pub fn load_experiment(path: &Path, opts: &LoadOptions) -> Result<Experiment, ScenarioError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         ScenarioError::build(
             vec![Diag::bare(format!("cannot read scenario file {name}: {e}"))],
             "",
@@ -67,11 +67,38 @@ pub fn load_experiment(path: &Path, opts: &LoadOptions) -> Result<Experiment, Sc
             &name,
         )
     })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Place the error on the first bad byte: the valid prefix gives its line and column.
+        let at = e.utf8_error().valid_up_to();
+        let prefix = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+        let mut d = Diag::bare(format!(
+            "the file is not UTF-8: byte {at} (0x{:02x}) starts no valid character",
+            e.as_bytes()[at]
+        ))
+        .with_hint("TOML files are UTF-8; re-save the file as UTF-8");
+        d.span = Some(at..at);
+        ScenarioError::build(vec![d], &prefix, None, &name)
+    })?;
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     parse_experiment(&text, &name, Some(base), opts)
+}
+
+/// Places a problem found after loading (a route check, the cost check) on key `key` of the
+/// scenario file at `path`, written as a `--set` path (`workload.users.to`), so it gets a
+/// line and column like every other diagnostic. Unplaced if the key is not in the file.
+pub fn diagnose_at(path: &Path, key: &str, message: String, hint: Option<String>) -> ScenarioError {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let doc = ImDocument::parse(text.clone()).ok();
+    let mut d = match doc.as_ref().map(|d| sweep::resolve(d.as_table(), key)) {
+        Some(Ok(p)) => Diag::at(p, Point::Value, message),
+        _ => Diag::bare(message),
+    };
+    d.hint = hint;
+    ScenarioError::build(vec![d], &text, doc.as_ref().map(|d| d.as_table()), &name)
 }
 
 /// Parses scenario text; `source_name` names it in diagnostics, `base_dir` is where relative

@@ -6,6 +6,7 @@
 //! [`Experiment`] whose runs are fully validated, or into a [`ScenarioError`] listing every
 //! problem with file, line, column, key path and hint.
 
+pub mod cost;
 mod diag;
 mod load;
 mod reader;
@@ -16,5 +17,5 @@ pub mod units;
 mod validate;
 
 pub use diag::{Diagnostic, ScenarioError};
-pub use load::{load_experiment, parse_experiment, LoadOptions};
+pub use load::{diagnose_at, load_experiment, parse_experiment, LoadOptions};
 pub use types::*;

@@ -20,26 +20,34 @@
 //! - **Steering** changes are one nftables transaction each (see `nft`); they apply to new
 //!   connections, established ones stay on their replica (conntrack). What a change is based
 //!   on, and when it is made (`propagation_delay`), is the driver's business: the data plane
-//!   applies a [`SteeringTable`] when told to.
+//!   applies a [`SteeringTable`](crate::model::steering::SteeringTable) when told to.
 //! - **Replicas** are added in a few small batches (one namespace, one veth per attachment,
 //!   addresses, routes, shaping, and an nft filter only when a policy selects the service).
+//!
+//! Split by job: `signal` (teardown on SIGINT/SIGTERM), `live` (replicas, steering, links,
+//! counters), `reach` (policy reachability checks), `describe` (the lab description).
+
+mod describe;
+mod live;
+mod reach;
+mod signal;
+
+pub use live::LinkSample;
+pub use reach::ProbeRow;
+use signal::set_active;
+pub use signal::{critical, install_signal_teardown, Critical};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
 
 use crate::dataplane::ledger::{self, Entry, Ledger, LedgerError};
-use crate::dataplane::netlink::netns_path;
 use crate::dataplane::nft::{self, SteeredService};
-use crate::dataplane::ops::{ExecError, Executor, IfCounters, Op, LO};
+use crate::dataplane::ops::{ExecError, Executor, Op, LO};
 use crate::dataplane::plan::{self, Ipv4Net, Plan, PlanError, ReplicaPlan};
-use crate::dataplane::probe::{self, Reach};
 use crate::dataplane::tc::{needs_emulation, Shaper};
-use crate::model::link::{LinkCounters, LinkParams};
+use crate::model::link::LinkParams;
 use crate::model::rollout::ReplicaId;
-use crate::model::steering::SteeringTable;
 use crate::scenario::types::{EmulatorChoice, Scenario};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +77,8 @@ pub enum DataplaneError {
     UnknownLink(usize),
     #[error("reachability does not match the policies:\n  {}", .0.join("\n  "))]
     PolicyMismatch(Vec<String>),
+    #[error("starting a process: {0}")]
+    Spawn(std::io::Error),
     #[error("probing reachability: {0}")]
     Probe(std::io::Error),
 }
@@ -107,7 +117,9 @@ pub fn prepare(
         run,
         Ipv4Net::new(opts.pool.addr(), 32 - size.trailing_zeros() as u8)?,
     )?;
+    let _c = critical();
     let mut l = Ledger::create(&opts.ledger_dir, run, opts.ledger_copy.as_deref())?;
+    set_active(&opts.ledger_dir, run, true);
     let built = l
         .allocate_block(opts.pool, size)
         .map_err(DataplaneError::from)
@@ -116,6 +128,7 @@ pub fn prepare(
         Ok(p) => Ok((p, l)),
         Err(e) => {
             let _ = std::fs::remove_file(l.path());
+            set_active(&opts.ledger_dir, run, false);
             Err(e)
         }
     }
@@ -127,94 +140,6 @@ pub struct ReplicaInfo {
     pub netns: String,
     /// Its address on its first attachment: the steering target.
     pub addr: Ipv4Addr,
-}
-
-/// Counters of one direction of one veth, for `links.csv`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkSample {
-    /// Scenario link index (None: the implicit link of a service without links).
-    pub link: Option<usize>,
-    pub from: String,
-    pub to: String,
-    pub bytes: u64,
-    pub packets: u64,
-    pub drops: u64,
-}
-
-impl LinkSample {
-    /// As the link model counts (for `links.csv`, the same columns on every backend). The
-    /// kernel reports one drop count per direction (queue overflow, and netem's random loss
-    /// where netem is used); it is reported as queue drops.
-    pub fn counters(&self) -> LinkCounters {
-        LinkCounters {
-            packets: self.packets,
-            bytes: self.bytes,
-            dropped_queue: self.drops,
-            dropped_loss: 0,
-            dropped_down: 0,
-        }
-    }
-}
-
-/// One probed (source, destination, port) triple.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeRow {
-    pub from: String,
-    pub to: String,
-    pub port: u16,
-    pub expected: bool,
-    pub observed: Reach,
-}
-
-/// Runs torn down on SIGINT/SIGTERM: (ledger dir, run).
-static ACTIVE: Mutex<BTreeSet<(PathBuf, String)>> = Mutex::new(BTreeSet::new());
-
-fn set_active(dir: &Path, run: &str, on: bool) {
-    let mut a = ACTIVE.lock().unwrap_or_else(|p| p.into_inner());
-    let key = (dir.to_path_buf(), run.to_string());
-    if on {
-        a.insert(key);
-    } else {
-        a.remove(&key);
-    }
-}
-
-/// On SIGINT or SIGTERM, tears down every live [`Dataplane`] of this process from its ledger,
-/// then exits with 128 + the signal number. Call early (the CLI and backends do); calls after
-/// the first do nothing.
-pub fn install_signal_teardown() -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    static INSTALLED: Mutex<bool> = Mutex::new(false);
-    let mut installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
-    if *installed {
-        return Ok(());
-    }
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    *installed = true;
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let runs: Vec<(PathBuf, String)> = ACTIVE
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect();
-            if !runs.is_empty() {
-                match crate::dataplane::netlink::Kernel::new() {
-                    Ok(mut k) => {
-                        for (dir, run) in runs {
-                            if let Err(e) = ledger::teardown(&dir, &run, &mut k) {
-                                eprintln!("sdnbed: teardown of {run} after signal {sig}: {e}");
-                            }
-                        }
-                    }
-                    Err(e) => eprintln!("sdnbed: cannot tear down after signal {sig}: {e}"),
-                }
-            }
-            std::process::exit(128 + sig);
-        }
-    });
-    Ok(())
 }
 
 struct Replica {
@@ -315,6 +240,7 @@ impl<E: Executor> Dataplane<E> {
     }
 
     fn run_ops(&mut self, ops: &[Op]) -> Result<(), DataplaneError> {
+        let _c = critical();
         if let Some(l) = &mut self.ledger {
             l.record_ops(ops)?;
         }
@@ -358,6 +284,7 @@ impl<E: Executor> Dataplane<E> {
             let netem = match self.netem {
                 Some(n) => n,
                 None => {
+                    let _c = critical();
                     let scratch = format!("sdnbed-{}-netem-probe", self.plan.run);
                     if let Some(l) = &mut self.ledger {
                         l.record(&[Entry::Netns {
@@ -382,442 +309,6 @@ impl<E: Executor> Dataplane<E> {
         })
     }
 
-    /// Adds replica `id` of `service`: its namespace, one veth per attachment (shaped like its
-    /// link), addresses, routes, and its policy filter if a policy selects the service.
-    pub fn add_replica(
-        &mut self,
-        service: &str,
-        id: ReplicaId,
-    ) -> Result<ReplicaInfo, DataplaneError> {
-        let si = self.service_index(service)?;
-        if self.replicas[si].contains_key(&id) {
-            return Err(DataplaneError::DuplicateReplica {
-                service: service.to_string(),
-                id,
-            });
-        }
-        let used: BTreeSet<u32> = self.replicas[si].values().map(|r| r.slot).collect();
-        let slot = (0..)
-            .find(|s| !used.contains(s))
-            .expect("finitely many replicas");
-        let sp = &self.plan.services[si];
-        let rp = sp.replica(&self.plan, id, slot)?;
-        let mut ops = vec![Op::NetnsAdd {
-            name: rp.netns.clone(),
-        }];
-        for v in &rp.veths {
-            let node = &self.plan.nodes[sp.attachments[v.attachment].node];
-            ops.push(Op::VethAdd {
-                ns: rp.netns.clone(),
-                name: v.iface.name.clone(),
-                ifindex: v.iface.ifindex,
-                peer_ns: node.netns.clone(),
-                peer_name: v.node_iface.name.clone(),
-                peer_ifindex: v.node_iface.ifindex,
-            });
-        }
-        for v in &rp.veths {
-            let a = &sp.attachments[v.attachment];
-            let node = &self.plan.nodes[a.node];
-            ops.push(Op::AddrAdd {
-                ns: rp.netns.clone(),
-                ifindex: v.iface.ifindex,
-                addr: v.iface.addr,
-                prefix_len: v.iface.prefix_len,
-            });
-            ops.push(Op::AddrAdd {
-                ns: node.netns.clone(),
-                ifindex: v.node_iface.ifindex,
-                addr: v.node_iface.addr,
-                prefix_len: v.node_iface.prefix_len,
-            });
-            if let Some(params) = a.link.and_then(|l| self.params.get(&l)) {
-                ops.extend(qdisc_op(&rp.netns, v.iface.ifindex, params));
-                ops.extend(qdisc_op(&node.netns, v.node_iface.ifindex, params));
-            }
-            if a.link.is_some_and(|l| self.down.contains(&l)) {
-                ops.push(Op::LinkSet {
-                    ns: rp.netns.clone(),
-                    ifindex: v.iface.ifindex,
-                    up: false,
-                });
-            }
-        }
-        for r in &rp.routes {
-            ops.push(Op::RouteAdd {
-                ns: rp.netns.clone(),
-                route: *r,
-            });
-        }
-        if let Some(f) = self.plan.filters.get(service) {
-            ops.push(Op::Nft {
-                ns: rp.netns.clone(),
-                script: nft::table(&[], Some(f)),
-            });
-        }
-        let info = ReplicaInfo {
-            netns: rp.netns.clone(),
-            addr: rp.veths[0].iface.addr,
-        };
-        self.replicas[si].insert(id, Replica { slot, plan: rp });
-        if let Err(e) = self.run_ops(&ops) {
-            if let Some(r) = self.replicas[si].remove(&id) {
-                let _ = self.exec.apply(&[Op::NetnsDel { name: r.plan.netns }]);
-            }
-            return Err(e);
-        }
-        Ok(info)
-    }
-
-    /// Removes replica `id` of `service` (its namespace, veths and processes). Take it out of
-    /// steering first: connections still steered to it fail.
-    pub fn remove_replica(&mut self, service: &str, id: ReplicaId) -> Result<(), DataplaneError> {
-        let si = self.service_index(service)?;
-        let r = self.replicas[si]
-            .remove(&id)
-            .ok_or_else(|| DataplaneError::UnknownReplica {
-                service: service.to_string(),
-                id,
-            })?;
-        // The kernel destroys a namespace (and its veths) asynchronously; deleting the node
-        // ends first frees their names and indexes at once, so the slot can be reused now.
-        let sp = &self.plan.services[si];
-        let mut ops: Vec<Op> = r
-            .plan
-            .veths
-            .iter()
-            .map(|v| Op::LinkDel {
-                ns: self.plan.nodes[sp.attachments[v.attachment].node]
-                    .netns
-                    .clone(),
-                ifindex: v.node_iface.ifindex,
-            })
-            .collect();
-        ops.push(Op::NetnsDel { name: r.plan.netns });
-        self.exec.apply(&ops)?;
-        Ok(())
-    }
-
-    /// The replica's namespace and steering address.
-    pub fn replica(&self, service: &str, id: ReplicaId) -> Option<ReplicaInfo> {
-        let si = self.plan.services.iter().position(|s| s.name == service)?;
-        let r = self.replicas[si].get(&id)?;
-        Some(ReplicaInfo {
-            netns: r.plan.netns.clone(),
-            addr: r.plan.veths[0].iface.addr,
-        })
-    }
-
-    /// linkemu hook: replica `id` of `service` as realised (namespace, veths, routes).
-    pub fn replica_plan(&self, service: &str, id: ReplicaId) -> Option<&ReplicaPlan> {
-        let si = self.plan.services.iter().position(|s| s.name == service)?;
-        Some(&self.replicas[si].get(&id)?.plan)
-    }
-
-    /// Installs `table` as the service's steering, atomically (one nftables transaction).
-    pub fn set_steering(
-        &mut self,
-        service: &str,
-        table: &SteeringTable,
-    ) -> Result<(), DataplaneError> {
-        let si = self.service_index(service)?;
-        let mut ranges = Vec::new();
-        for r in table.ranges() {
-            let addr = match r.replica {
-                None => None,
-                Some(id) => Some(
-                    self.replicas[si]
-                        .get(&id)
-                        .ok_or_else(|| DataplaneError::UnknownReplica {
-                            service: service.to_string(),
-                            id,
-                        })?
-                        .plan
-                        .veths[0]
-                        .iface
-                        .addr,
-                ),
-            };
-            ranges.push((*r, addr));
-        }
-        let sp = &self.plan.services[si];
-        let op = Op::Nft {
-            ns: self.plan.nodes[sp.gateway].netns.clone(),
-            script: nft::steering_update(si, &ranges),
-        };
-        self.exec.apply(&[op])?;
-        Ok(())
-    }
-
-    /// The veth ends of scenario link `link`: (namespace, ifindex) pairs, for node links and for
-    /// every current replica on a service link.
-    fn link_ends(&self, link: usize) -> Result<Vec<(String, u32)>, DataplaneError> {
-        let mut out = Vec::new();
-        for l in self.plan.links.iter().filter(|l| l.link == link) {
-            for e in &l.ends {
-                let n = &self.plan.nodes[e.node];
-                out.push((n.netns.clone(), n.ifaces[e.iface].ifindex));
-            }
-        }
-        for (si, s) in self.plan.services.iter().enumerate() {
-            for (k, a) in s.attachments.iter().enumerate() {
-                if a.link != Some(link) {
-                    continue;
-                }
-                for r in self.replicas[si].values() {
-                    let v = &r.plan.veths[k];
-                    out.push((r.plan.netns.clone(), v.iface.ifindex));
-                    out.push((self.plan.nodes[a.node].netns.clone(), v.node_iface.ifindex));
-                }
-            }
-        }
-        if out.is_empty() && !self.params.contains_key(&link) {
-            return Err(DataplaneError::UnknownLink(link));
-        }
-        Ok(out)
-    }
-
-    /// Sets scenario link `link` up or down (`ip link set … up|down` on both ends of every veth
-    /// of the link; replicas added while it is down start down).
-    ///
-    /// Setting a link down makes the kernel drop the routes through it (as on real hardware),
-    /// so setting it up again re-installs the routes of the namespaces at its ends.
-    pub fn set_link_up(&mut self, link: usize, up: bool) -> Result<(), DataplaneError> {
-        let ends = self.link_ends(link)?;
-        let mut ops: Vec<Op> = ends
-            .iter()
-            .map(|(ns, ifindex)| Op::LinkSet {
-                ns: ns.clone(),
-                ifindex: *ifindex,
-                up,
-            })
-            .collect();
-        if up {
-            let touched: BTreeSet<&str> = ends.iter().map(|(ns, _)| ns.as_str()).collect();
-            let node_routes = self.plan.nodes.iter().map(|n| (&n.netns, &n.routes));
-            let replica_routes = self
-                .replicas
-                .iter()
-                .flat_map(|m| m.values())
-                .map(|r| (&r.plan.netns, &r.plan.routes));
-            for (ns, routes) in node_routes.chain(replica_routes) {
-                if touched.contains(ns.as_str()) {
-                    ops.extend(routes.iter().map(|r| Op::RouteAdd {
-                        ns: ns.clone(),
-                        route: *r,
-                    }));
-                }
-            }
-        }
-        self.exec.apply(&ops)?;
-        if up {
-            self.down.remove(&link);
-        } else {
-            self.down.insert(link);
-        }
-        Ok(())
-    }
-
-    /// Replaces the shaping of scenario link `link` in both directions (new replicas get it
-    /// too). Fails, changing nothing, if the new parameters need emulation.
-    pub fn set_link_shaping(
-        &mut self,
-        link: usize,
-        params: &LinkParams,
-    ) -> Result<(), DataplaneError> {
-        let ends = self.link_ends(link)?;
-        let emu = self
-            .plan
-            .links
-            .iter()
-            .find(|l| l.link == link)
-            .map(|l| l.emulator)
-            .or_else(|| {
-                self.plan
-                    .services
-                    .iter()
-                    .flat_map(|s| &s.attachments)
-                    .find(|a| a.link == Some(link))
-                    .map(|a| a.emulator)
-            })
-            .unwrap_or_default();
-        self.check_shaping(link, params, emu)?;
-        let ops: Vec<Op> = ends
-            .into_iter()
-            .map(|(ns, ifindex)| {
-                qdisc_op(&ns, ifindex, params).unwrap_or(Op::QdiscDel { ns, ifindex })
-            })
-            .collect();
-        self.exec.apply(&ops)?;
-        self.params.insert(link, params.clone());
-        Ok(())
-    }
-
-    /// Counters of every veth direction: node links first (plan order), then replica veths.
-    pub fn link_counters(&mut self) -> Result<Vec<LinkSample>, DataplaneError> {
-        let mut cache: BTreeMap<String, BTreeMap<u32, IfCounters>> = BTreeMap::new();
-        let mut get = |exec: &mut E, ns: &str, ifindex: u32| -> Result<IfCounters, ExecError> {
-            if !cache.contains_key(ns) {
-                let c = exec.counters(ns)?.into_iter().collect();
-                cache.insert(ns.to_string(), c);
-            }
-            Ok(cache[ns].get(&ifindex).copied().unwrap_or_default())
-        };
-        let mut out = Vec::new();
-        let sample = |link, from: &str, to: &str, c: IfCounters| LinkSample {
-            link,
-            from: from.to_string(),
-            to: to.to_string(),
-            bytes: c.tx_bytes,
-            packets: c.tx_packets,
-            drops: c.tx_dropped,
-        };
-        for l in &self.plan.links {
-            let [a, b] = &l.ends;
-            let (na, nb) = (&self.plan.nodes[a.node], &self.plan.nodes[b.node]);
-            let ca = get(&mut self.exec, &na.netns, na.ifaces[a.iface].ifindex)?;
-            let cb = get(&mut self.exec, &nb.netns, nb.ifaces[b.iface].ifindex)?;
-            out.push(sample(Some(l.link), &na.name, &nb.name, ca));
-            out.push(sample(Some(l.link), &nb.name, &na.name, cb));
-        }
-        for (si, s) in self.plan.services.iter().enumerate() {
-            for (k, a) in s.attachments.iter().enumerate() {
-                let node = &self.plan.nodes[a.node];
-                for (id, r) in &self.replicas[si] {
-                    let v = &r.plan.veths[k];
-                    let name = format!("{}-{id}", s.name);
-                    let cr = get(&mut self.exec, &r.plan.netns, v.iface.ifindex)?;
-                    let cn = get(&mut self.exec, &node.netns, v.node_iface.ifindex)?;
-                    out.push(sample(a.link, &name, &node.name, cr));
-                    out.push(sample(a.link, &node.name, &name, cn));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The namespace file of node `node`.
-    pub fn netns_path(&self, node: &str) -> Option<PathBuf> {
-        self.plan.node(node).map(|n| netns_path(&n.netns))
-    }
-
-    /// Probes every (source, destination, port) triple the scenario implies (see
-    /// [`Plan::probe_pairs`]) and compares with the policies. A service source probes from its
-    /// lowest-id replica (skipped without replicas); a service destination through its VIP, so
-    /// call it once steering has endpoints (an empty map answers every probe with a reset from
-    /// the gateway, which reads as reachable).
-    pub fn check_policies(
-        &self,
-        sc: &Scenario,
-        timeout: Duration,
-    ) -> Result<Vec<ProbeRow>, DataplaneError> {
-        let mut rows = Vec::new();
-        let mut pairs = Vec::new();
-        for (from, to, port) in self.plan.probe_pairs(sc) {
-            let src = match self.plan.node(&from) {
-                Some(n) => Some(n.netns.clone()),
-                None => self
-                    .plan
-                    .services
-                    .iter()
-                    .position(|s| s.name == from)
-                    .and_then(|si| self.replicas[si].values().next())
-                    .map(|r| r.plan.netns.clone()),
-            };
-            let dst = match self.plan.service(&to) {
-                Some(s) => Some(s.vip),
-                None => self
-                    .plan
-                    .node(&to)
-                    .and_then(|n| n.ifaces.first().map(|i| i.addr)),
-            };
-            let (Some(src), Some(dst)) = (src, dst) else {
-                continue;
-            };
-            pairs.push((src, SocketAddrV4::new(dst, port)));
-            rows.push(ProbeRow {
-                expected: self.plan.allowed(&from, &to, port),
-                from,
-                to,
-                port,
-                observed: Reach::Timeout,
-            });
-        }
-        let seen = probe::probe_all(&pairs, timeout).map_err(DataplaneError::Probe)?;
-        let mut bad = Vec::new();
-        for (row, r) in rows.iter_mut().zip(seen) {
-            row.observed = r;
-            if r.reachable() != row.expected {
-                bad.push(format!(
-                    "{} → {}:{}: policies {} it, the probe saw {}",
-                    row.from,
-                    row.to,
-                    row.port,
-                    if row.expected { "allow" } else { "deny" },
-                    r.as_str()
-                ));
-            }
-        }
-        if bad.is_empty() {
-            Ok(rows)
-        } else {
-            Err(DataplaneError::PolicyMismatch(bad))
-        }
-    }
-
-    /// Records a process started in one of the run's namespaces (e.g. a replica's server), so
-    /// teardown and `sdnbed clean` stop it even if it has left the namespace.
-    pub fn record_process(&mut self, pid: u32) -> Result<(), DataplaneError> {
-        let start = ledger::process_start(pid).unwrap_or(0);
-        if let Some(l) = &mut self.ledger {
-            l.record(&[Entry::Process { pid, start }])?;
-        }
-        Ok(())
-    }
-
-    /// The run as deployed, for people (`nodes.json` in lab mode): every node's namespace,
-    /// interfaces, routes and VIPs, and every service's VIP and replicas.
-    pub fn describe(&self) -> serde_json::Value {
-        let nodes: Vec<serde_json::Value> = self
-            .plan
-            .nodes
-            .iter()
-            .map(|n| serde_json::to_value(n).expect("plan serialises"))
-            .collect();
-        let services: Vec<serde_json::Value> = self
-            .plan
-            .services
-            .iter()
-            .enumerate()
-            .map(|(si, s)| {
-                let replicas: Vec<serde_json::Value> = self.replicas[si]
-                    .iter()
-                    .map(|(id, r)| {
-                        serde_json::json!({
-                            "name": format!("{}-{id}", s.name),
-                            "netns": r.plan.netns,
-                            "ifaces": r.plan.veths.iter().map(|v| &v.iface).collect::<Vec<_>>(),
-                            "routes": r.plan.routes,
-                        })
-                    })
-                    .collect();
-                serde_json::json!({
-                    "name": s.name,
-                    "vip": s.vip,
-                    "port": s.port,
-                    "gateway": self.plan.nodes[s.gateway].name,
-                    "replicas": replicas,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "run": self.plan.run,
-            "block": self.plan.block,
-            "nodes": nodes,
-            "services": services,
-        })
-    }
-
     /// linkemu hook: hands `owned` to the run; it is dropped at teardown (newest first),
     /// before the run's kernel objects are removed.
     pub fn own(&mut self, owned: Box<dyn std::any::Any + Send + Sync>) {
@@ -825,9 +316,17 @@ impl<E: Executor> Dataplane<E> {
     }
 
     /// Leaves the run deployed (lab mode): no teardown on drop; `sdnbed down RUN` removes it.
+    /// The ledger marks the run held, so `sdnbed clean --all` leaves it alone.
     pub fn keep(mut self) -> String {
         set_active(&self.ledger_dir, &self.plan.run, false);
-        self.ledger = None;
+        if let Some(mut l) = self.ledger.take() {
+            if let Err(e) = l.record(&[Entry::Held]) {
+                eprintln!(
+                    "sdnbed: {e} (`sdnbed clean --all` will not know run {} is held)",
+                    self.plan.run
+                );
+            }
+        }
         self.plan.run.clone()
     }
 
@@ -837,6 +336,7 @@ impl<E: Executor> Dataplane<E> {
     }
 
     fn teardown_inner(&mut self) -> Result<(), DataplaneError> {
+        let _c = critical();
         while let Some(o) = self.owned.pop() {
             drop(o);
         }
@@ -956,7 +456,7 @@ mod tests {
     use crate::dataplane::ops::Recorder;
     use crate::dataplane::plan::tests::{link, node, scenario, service};
     use crate::model::rollout::Traffic;
-    use crate::model::steering::Endpoint;
+    use crate::model::steering::{Endpoint, SteeringTable};
     use crate::model::time::Duration as SimDuration;
     use crate::scenario::types::{LinkEnd, NodeKind, Policy};
 

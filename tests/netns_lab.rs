@@ -269,6 +269,14 @@ fn kernel_only_links_need_no_keeper() {
     let ip = sdnbed(&["exec", &run, "a", "--", "ip", "-o", "route", "get", &gw]);
     assert!(ip.status.success());
     assert!(String::from_utf8_lossy(&ip.stdout).contains("dev e0-gw"));
+    // A held lab is live: `clean --all` skips it, `clean RUN` asks for --force.
+    let all = sdnbed(&["clean", "--all", "--results", lab.out_dir.to_str().unwrap()]);
+    assert!(all.status.success());
+    assert!(String::from_utf8_lossy(&all.stderr).contains(&format!("skipping run {run}")));
+    let one = sdnbed(&["clean", &run]);
+    assert!(!one.status.success());
+    assert!(String::from_utf8_lossy(&one.stderr).contains("--force"));
+    assert!(sdnbed(&["exec", &run, "a", "--", "true"]).status.success());
     let down = sdnbed(&["down", &run]);
     assert!(down.status.success());
     netns_common::assert_gone(&run);

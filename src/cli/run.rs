@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// at a time (concurrent runs would distort each other's latencies).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    /// Complete the interrupted experiment in DIR (made by an earlier `run` of the same FILE
+    /// and options): runs already complete there are skipped and left untouched, the rest
+    /// run, and summary.csv and figures are redrawn. OUT is not used.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// Skip drawing figures (they can be drawn later with `sdnbed plot`).
     #[arg(long)]
     no_plots: bool,
@@ -94,12 +99,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         eprintln!("error: {e}");
         return Ok(super::EXIT_INVALID);
     }
-    let exp_dir = results::create_experiment_dir(&args.out, &exp.name).with_context(|| {
-        format!(
-            "creating an experiment directory under {}",
-            args.out.display()
-        )
-    })?;
+    let (exp_dir, done) = match &args.resume {
+        Some(dir) => {
+            let done = results::resume_experiment_dir(dir, &exp.name)
+                .with_context(|| format!("resuming {}", dir.display()))?;
+            (dir.clone(), done)
+        }
+        None => (
+            results::create_experiment_dir(&args.out, &exp.name).with_context(|| {
+                format!(
+                    "creating an experiment directory under {}",
+                    args.out.display()
+                )
+            })?,
+            Default::default(),
+        ),
+    };
+    let todo: Vec<&RunSpec> = exp
+        .runs
+        .iter()
+        .filter(|r| !done.contains(&results::run_dir_name(r.index, &r.params, r.repetition)))
+        .collect();
     // Real backends run one run at a time: concurrent runs would share CPUs and distort each
     // other's latencies.
     let real = exp
@@ -113,7 +133,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .clamp(1, exp.runs.len().max(1))
     };
-    let progress = progress_bar(exp.runs.len());
+    let progress = progress_bar(todo.len());
     let next = AtomicUsize::new(0);
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let lines: Mutex<Vec<(usize, String, Vec<PathBuf>)>> = Mutex::new(Vec::new());
@@ -121,7 +141,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         for _ in 0..jobs {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(spec) = exp.runs.get(i) else { break };
+                let Some(spec) = todo.get(i) else { break };
                 match run_one(&exp_dir, &exp.name, spec, !args.no_plots) {
                     Ok((line, figures)) => {
                         lines.lock().expect("not poisoned").push((i, line, figures))

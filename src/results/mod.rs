@@ -58,6 +58,12 @@ pub enum ResultsError {
         line: usize,
         msg: String,
     },
+    #[error("{dir} holds runs of scenario `{found}`, not `{expected}`; resume it with its own scenario file")]
+    NotThisExperiment {
+        dir: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("latency log: {0}")]
     Hlog(String),
 }
@@ -413,6 +419,40 @@ pub fn create_experiment_dir(
         }
     }
     unreachable!("the attempt counter is unbounded")
+}
+
+/// Opens experiment directory `exp_dir` of scenario `scenario_name` to complete it (`sdnbed run
+/// --resume`): returns the names of its complete runs, which must not be run again. Temporary
+/// run directories left by an interrupted process are removed; complete runs are not touched.
+pub fn resume_experiment_dir(
+    exp_dir: &Path,
+    scenario_name: &str,
+) -> Result<std::collections::BTreeSet<String>, ResultsError> {
+    let runs_dir = exp_dir.join("runs");
+    let mut done = std::collections::BTreeSet::new();
+    for entry in fs::read_dir(&runs_dir).map_err(io_err(&runs_dir))? {
+        let dir = entry.map_err(io_err(&runs_dir))?.path();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+    }
+    for (dir, run) in list_runs(exp_dir)? {
+        if run.scenario != scenario_name {
+            return Err(ResultsError::NotThisExperiment {
+                dir: exp_dir.to_path_buf(),
+                found: run.scenario,
+                expected: scenario_name.to_string(),
+            });
+        }
+        if let Some(n) = dir.file_name() {
+            done.insert(n.to_string_lossy().into_owned());
+        }
+    }
+    Ok(done)
 }
 
 /// Removes an experiment directory that holds nothing but an empty `runs/` (every run failed

@@ -27,8 +27,8 @@
 //!   crosses a gateway.
 //!
 //! This file holds the plan's types, names and interfaces, and `Plan::build`, which calls on
-//! [`addr`] (prefixes, block size, pool layout), [`routes`] (routes from the routing graph) and
-//! [`policy`] (allow lists, probe pairs).
+//! `addr` (prefixes, block size, pool layout), `routes` (routes from the routing graph) and
+//! `policy` (allow lists, probe pairs).
 
 mod addr;
 mod policy;

@@ -25,17 +25,26 @@
 //!   connections. Filters are enforced at the destination (the node's or each replica's
 //!   namespace, like a CNI enforces at the pod), so they hold on every path, whether or not it
 //!   crosses a gateway.
+//!
+//! This file holds the plan's types, names and interfaces, and `Plan::build`, which calls on
+//! `addr` (prefixes, block size, pool layout), `routes` (routes from the routing graph) and
+//! `policy` (allow lists, probe pairs).
+
+mod addr;
+mod policy;
+mod routes;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use serde::Serialize;
 
 use crate::model::link::LinkParams;
-use crate::model::route::{Distances, Vertex};
-use crate::scenario::types::{EmulatorChoice, LinkEnd, NodeKind, Scenario, Target};
+use crate::scenario::types::{EmulatorChoice, LinkEnd, NodeKind, Scenario};
+
+use self::addr::{attachments_of, capacity, pools};
+pub use self::addr::{block_size, default_pool, Ipv4Net};
+pub use self::policy::{Allow, Source};
 
 /// Longest interface name Linux accepts (IFNAMSIZ − 1).
 pub const IFNAMSIZ: usize = 15;
@@ -43,9 +52,6 @@ pub const IFNAMSIZ: usize = 15;
 const IFINDEX_NODE_LINKS: u32 = 100;
 /// First interface index for replica veths on a node; attachment `k` uses `base + k × 2^16`.
 const IFINDEX_REPLICAS: u32 = 1 << 20;
-/// Smallest block a run takes from the pool (a /24).
-const MIN_BLOCK: u64 = 256;
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     #[error("`{0}` cannot be used in names (only a-z, 0-9 and `-`)")]
@@ -58,88 +64,6 @@ pub enum PlanError {
     BadNet(String),
     #[error("service `{service}` has no replica slot left (capacity {capacity})")]
     NoSlot { service: String, capacity: u32 },
-}
-
-/// An IPv4 prefix, always normalised to its network address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ipv4Net {
-    addr: Ipv4Addr,
-    len: u8,
-}
-
-impl Ipv4Net {
-    pub fn new(addr: Ipv4Addr, len: u8) -> Result<Ipv4Net, PlanError> {
-        if len > 32 {
-            return Err(PlanError::BadNet(format!("{addr}/{len}")));
-        }
-        let mask = Self::mask(len);
-        Ok(Ipv4Net {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            len,
-        })
-    }
-    fn mask(len: u8) -> u32 {
-        if len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - len)
-        }
-    }
-    pub fn addr(&self) -> Ipv4Addr {
-        self.addr
-    }
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-    /// Number of addresses.
-    pub fn size(&self) -> u64 {
-        1u64 << (32 - self.len)
-    }
-    /// The `i`-th address (no bounds check beyond the prefix: callers stay inside).
-    pub fn nth(&self, i: u64) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr).wrapping_add(i as u32))
-    }
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & Self::mask(self.len) == u32::from(self.addr)
-    }
-    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
-        self.contains(other.addr) || other.contains(self.addr)
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = PlanError;
-    fn from_str(s: &str) -> Result<Self, PlanError> {
-        let bad = || PlanError::BadNet(s.to_string());
-        let (a, l) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        let len: u8 = l.parse().map_err(|_| bad())?;
-        let net = Ipv4Net::new(addr, len)?;
-        if net.addr != addr {
-            return Err(bad());
-        }
-        Ok(net)
-    }
-}
-
-impl Serialize for Ipv4Net {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// The default address pool: the benchmarking range (RFC 2544).
-pub fn default_pool() -> Ipv4Net {
-    Ipv4Net {
-        addr: Ipv4Addr::new(198, 18, 0, 0),
-        len: 15,
-    }
 }
 
 /// One interface in a namespace.
@@ -253,23 +177,6 @@ pub struct ReplicaPlan {
     pub routes: Vec<Route>,
 }
 
-/// Who a packet comes from, for a policy: a prefix, optionally only its addresses of one parity
-/// (replica addresses are the odd ones of a service pool, node-side addresses the even ones).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Source {
-    pub net: Ipv4Net,
-    pub parity: Option<u8>,
-}
-
-/// One allow rule at a selected target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Allow {
-    pub policy: String,
-    pub sources: Vec<Source>,
-    /// Empty: every port and protocol.
-    pub ports: Vec<u16>,
-}
-
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub run: String,
@@ -279,11 +186,6 @@ pub struct Plan {
     pub services: Vec<ServicePlan>,
     /// Per selected target (node or service name): what it accepts.
     pub filters: BTreeMap<String, Vec<Allow>>,
-}
-
-/// Replica slots reserved per service attachment.
-fn capacity(replicas: u32) -> u32 {
-    (replicas.saturating_mul(4)).max(16).next_power_of_two()
 }
 
 /// `prefix` followed by as much of `name` as fits in IFNAMSIZ.
@@ -303,48 +205,6 @@ fn check_name(s: &str) -> Result<(), PlanError> {
         return Err(PlanError::BadName(s.to_string()));
     }
     Ok(())
-}
-
-/// The service attachments a scenario implies: (service index, scenario link or None, node name).
-fn attachments_of(sc: &Scenario) -> Result<Vec<(usize, Option<usize>, String)>, PlanError> {
-    let mut out = Vec::new();
-    for (si, s) in sc.services.iter().enumerate() {
-        let mut any = false;
-        for (li, l) in sc.links.iter().enumerate() {
-            let node = match (&l.between[0], &l.between[1]) {
-                (LinkEnd::Service(a), LinkEnd::Service(b)) if *a == s.name || *b == s.name => {
-                    return Err(PlanError::ServiceToService(a.clone(), b.clone()))
-                }
-                (LinkEnd::Service(a), LinkEnd::Node(n))
-                | (LinkEnd::Node(n), LinkEnd::Service(a))
-                    if *a == s.name =>
-                {
-                    n.clone()
-                }
-                _ => continue,
-            };
-            any = true;
-            out.push((si, Some(li), node));
-        }
-        if !any {
-            out.push((si, None, s.gateway.clone()));
-        }
-    }
-    Ok(out)
-}
-
-/// Addresses the scenario needs from its block, and the block size (a power of two, ≥ 256).
-pub fn block_size(sc: &Scenario) -> Result<u64, PlanError> {
-    let node_links = sc
-        .links
-        .iter()
-        .filter(|l| matches!(l.between, [LinkEnd::Node(_), LinkEnd::Node(_)]))
-        .count() as u64;
-    let mut need = 2 * node_links + sc.services.len() as u64;
-    for (si, _, _) in attachments_of(sc)? {
-        need += 2 * u64::from(capacity(sc.services[si].replicas));
-    }
-    Ok(need.max(MIN_BLOCK).next_power_of_two())
 }
 
 impl Plan {
@@ -397,17 +257,7 @@ impl Plan {
                 routes: Vec::new(),
             })
             .collect();
-        let mut order: Vec<usize> = (0..atts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(capacity(sc.services[atts[i].0].replicas)));
-        let mut pools = vec![None; atts.len()];
-        for i in order {
-            let cap = capacity(sc.services[atts[i].0].replicas);
-            pools[i] = Some(Ipv4Net::new(
-                block.nth(next),
-                32 - (2 * cap).trailing_zeros() as u8,
-            )?);
-            next += 2 * u64::from(cap);
-        }
+        let pools = pools(sc, &atts, block, &mut next)?;
         for (number, ((si, link, node), pool)) in atts.iter().zip(pools).enumerate() {
             let params = link.map(|l| sc.links[l].params.clone()).unwrap_or_default();
             let emulator = link.map(|l| sc.links[l].emulator).unwrap_or_default();
@@ -415,7 +265,7 @@ impl Plan {
                 link: *link,
                 node: node_ix[node.as_str()],
                 number,
-                pool: pool.expect("every attachment got a pool"),
+                pool,
                 capacity: capacity(sc.services[*si].replicas),
                 params,
                 emulator,
@@ -462,97 +312,7 @@ impl Plan {
             nodes[s.gateway].vips.push(s.vip);
         }
 
-        // Routes from the scenario's routing graph: the first link towards each prefix.
-        let graph = sc.graph();
-        let link_plan: BTreeMap<usize, &LinkPlan> = links.iter().map(|l| (l.link, l)).collect();
-        // Every prefix and the nodes it is attached to.
-        let mut prefixes: Vec<(Ipv4Net, Vec<usize>)> = Vec::new();
-        for l in &links {
-            let [a, b] = &l.ends;
-            let ia = &nodes[a.node].ifaces[a.iface];
-            prefixes.push((Ipv4Net::new(ia.addr, 31)?, vec![a.node, b.node]));
-        }
-        for s in &services {
-            for a in &s.attachments {
-                prefixes.push((a.pool, vec![a.node]));
-            }
-            prefixes.push((Ipv4Net::new(s.vip, 32)?, vec![s.gateway]));
-        }
-        let mut dist_cache: BTreeMap<Vec<usize>, Distances> = BTreeMap::new();
-        let mut dist_to = |set: &Vec<usize>| -> Distances {
-            dist_cache
-                .entry(set.clone())
-                .or_insert_with(|| {
-                    let targets: Vec<Vertex> = set.iter().map(|&n| Vertex::Node(n)).collect();
-                    graph.distances(&targets)
-                })
-                .clone()
-        };
-        for (v, node) in nodes.iter_mut().enumerate() {
-            let node_links = node.ifaces.len();
-            let n_atts = services
-                .iter()
-                .flat_map(|s| &s.attachments)
-                .filter(|a| a.node == v)
-                .count();
-            if node_links + n_atts >= 2 {
-                node.forwarding = true;
-            }
-            match node_links {
-                0 => {}
-                1 => {
-                    let ifc = &node.ifaces[0];
-                    let via = ifc.peer_addr;
-                    node.routes.push(Route { dst: None, via });
-                }
-                _ => {
-                    let mut routes = Vec::new();
-                    for (net, set) in &prefixes {
-                        if set.contains(&v) {
-                            continue;
-                        }
-                        let Some(step) = graph.next_hop(Vertex::Node(v), &dist_to(set)) else {
-                            continue;
-                        };
-                        // A step between nodes crosses a node link, which leaves `v` from the
-                        // end its direction starts at.
-                        let iface = link_plan[&step.link].ends[step.dir.index()].iface;
-                        routes.push(Route {
-                            dst: Some(*net),
-                            via: node.ifaces[iface].peer_addr,
-                        });
-                    }
-                    node.routes = routes;
-                }
-            }
-        }
-        // Replica routes: default through the only attachment, else per prefix through the
-        // attachment whose node is closest.
-        for svc in services.iter_mut() {
-            let atts: Vec<usize> = svc.attachments.iter().map(|a| a.node).collect();
-            let routes = if atts.len() == 1 {
-                vec![ReplicaRoute { dst: None, via: 0 }]
-            } else {
-                let mut r = Vec::new();
-                for (net, set) in &prefixes {
-                    if svc.attachments.iter().any(|a| a.pool == *net) {
-                        continue;
-                    }
-                    let d = dist_to(set);
-                    let best = (0..atts.len())
-                        .filter_map(|k| Some((graph.distance(&d, Vertex::Node(atts[k]))?, k)))
-                        .min_by_key(|&(hops, _)| hops);
-                    if let Some((_, k)) = best {
-                        r.push(ReplicaRoute {
-                            dst: Some(*net),
-                            via: k,
-                        });
-                    }
-                }
-                r
-            };
-            svc.routes = routes;
-        }
+        routes::install(sc, &mut nodes, &links, &mut services)?;
 
         let mut plan = Plan {
             run: run.to_string(),
@@ -562,17 +322,7 @@ impl Plan {
             services,
             filters: BTreeMap::new(),
         };
-        for p in &sc.policies {
-            let mut sources = Vec::new();
-            for f in &p.from {
-                sources.extend(plan.sources_of(f));
-            }
-            plan.filters.entry(p.to.clone()).or_default().push(Allow {
-                policy: p.name.clone(),
-                sources,
-                ports: p.ports.clone(),
-            });
-        }
+        plan.add_filters(sc);
         Ok(plan)
     }
 
@@ -582,93 +332,6 @@ impl Plan {
 
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
         self.services.iter().find(|s| s.name == name)
-    }
-
-    /// The source addresses of a node or service, as policies match them.
-    fn sources_of(&self, name: &str) -> Vec<Source> {
-        let mut out = Vec::new();
-        if let Some((i, n)) = self.nodes.iter().enumerate().find(|(_, n)| n.name == name) {
-            for ifc in &n.ifaces {
-                out.push(Source {
-                    net: Ipv4Net {
-                        addr: ifc.addr,
-                        len: 32,
-                    },
-                    parity: None,
-                });
-            }
-            for a in self.services.iter().flat_map(|s| &s.attachments) {
-                if a.node == i {
-                    out.push(Source {
-                        net: a.pool,
-                        parity: Some(0),
-                    });
-                }
-            }
-        } else if let Some(s) = self.service(name) {
-            for a in &s.attachments {
-                out.push(Source {
-                    net: a.pool,
-                    parity: Some(1),
-                });
-            }
-        }
-        out
-    }
-
-    /// Whether a new TCP connection from `from` to `to` on `port` is allowed by the policies
-    /// (NetworkPolicy semantics; routing is assumed).
-    pub fn allowed(&self, from: &str, to: &str, port: u16) -> bool {
-        match self.filters.get(to) {
-            None => true,
-            Some(allows) => allows.iter().any(|a| {
-                (a.ports.is_empty() || a.ports.contains(&port)) && self.filters_source(a, from)
-            }),
-        }
-    }
-
-    fn filters_source(&self, allow: &Allow, from: &str) -> bool {
-        let mine = self.sources_of(from);
-        !mine.is_empty() && mine.iter().all(|s| allow.sources.contains(s))
-    }
-
-    /// The (source, destination, port) triples the scenario implies, to probe before a run:
-    /// every workload's path, and for every selected target each port some policy names (or
-    /// the service port) from every node and service other than the target.
-    pub fn probe_pairs(&self, sc: &Scenario) -> Vec<(String, String, u16)> {
-        let mut out: Vec<(String, String, u16)> = Vec::new();
-        for w in &sc.workloads {
-            if let Target::Service(s) = &w.to {
-                if let Some(sp) = self.service(s) {
-                    out.push((w.from.clone(), s.clone(), sp.port));
-                }
-            }
-        }
-        let names: Vec<&str> = self
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .chain(self.services.iter().map(|s| s.name.as_str()))
-            .collect();
-        for (target, allows) in &self.filters {
-            let mut ports: Vec<u16> = allows.iter().flat_map(|a| a.ports.clone()).collect();
-            if let Some(s) = self.service(target) {
-                ports.push(s.port);
-            }
-            ports.sort_unstable();
-            ports.dedup();
-            for src in &names {
-                if src == target {
-                    continue;
-                }
-                for &p in &ports {
-                    out.push((src.to_string(), target.clone(), p));
-                }
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
     }
 }
 
@@ -796,12 +459,12 @@ pub(crate) mod tests {
         }
     }
 
-    fn n(s: &str) -> LinkEnd {
+    pub(super) fn n(s: &str) -> LinkEnd {
         LinkEnd::Node(s.into())
     }
 
     /// client — gw — host, gw — db, web (service, linked to gw), api (service, no link).
-    fn sample() -> Scenario {
+    pub(super) fn sample() -> Scenario {
         scenario(
             vec![
                 node("client", NodeKind::Client),
@@ -825,7 +488,7 @@ pub(crate) mod tests {
         )
     }
 
-    fn block() -> Ipv4Net {
+    pub(super) fn block() -> Ipv4Net {
         "198.18.4.0/24".parse().unwrap()
     }
 
@@ -893,166 +556,6 @@ pub(crate) mod tests {
             .parse::<Ipv4Net>()
             .unwrap()
             .overlaps(&pools[1].parse().unwrap()));
-    }
-
-    #[test]
-    fn routes_reach_every_prefix_by_shortest_paths() {
-        let sc = sample();
-        let p = Plan::build(&sc, "r1", block()).unwrap();
-        // client has one link: a default route to gw.
-        let client = p.node("client").unwrap();
-        let gw = p.node("gw").unwrap();
-        assert_eq!(
-            client.routes,
-            vec![Route {
-                dst: None,
-                via: gw.ifaces[0].addr
-            }]
-        );
-        // gw is attached to everything except host—db: one route, via host.
-        let host = p.node("host").unwrap();
-        let hd = Ipv4Net::new(host.ifaces[1].addr, 31).unwrap();
-        assert_eq!(
-            gw.routes,
-            vec![Route {
-                dst: Some(hd),
-                via: host.ifaces[0].addr
-            }]
-        );
-        assert!(gw.forwarding && host.forwarding);
-        assert!(!client.forwarding);
-        // host: routes to client—gw, both pools and both VIPs, all via gw.
-        assert_eq!(host.routes.len(), 5);
-        assert!(host.routes.iter().all(|r| r.via == gw.ifaces[1].addr));
-        // Follow next hops from db to the web VIP: db → host → gw, where the VIP lives.
-        let vip = p.service("web").unwrap().vip;
-        let mut at = "db";
-        for _ in 0..4 {
-            let nd = p.node(at).unwrap();
-            if nd.vips.contains(&vip) {
-                break;
-            }
-            let r = nd
-                .routes
-                .iter()
-                .find(|r| r.dst.is_none_or(|d| d.contains(vip)))
-                .unwrap();
-            at = p
-                .nodes
-                .iter()
-                .find(|m| m.ifaces.iter().any(|i| i.addr == r.via))
-                .unwrap()
-                .name
-                .as_str();
-        }
-        assert_eq!(at, "gw");
-        // A replica of web defaults to its gw end.
-        let r = p.service("web").unwrap().replica(&p, 0, 0).unwrap();
-        assert_eq!(
-            r.routes,
-            vec![Route {
-                dst: None,
-                via: r.veths[0].node_iface.addr
-            }]
-        );
-    }
-
-    /// Follows next hops from `from` towards `dst`; the node where it is attached, if reached.
-    fn walk(p: &Plan, from: usize, dst: Ipv4Addr) -> Option<usize> {
-        let mut at = from;
-        for _ in 0..p.nodes.len() {
-            let nd = &p.nodes[at];
-            let attached = nd
-                .ifaces
-                .iter()
-                .any(|i| Ipv4Net::new(i.addr, 31).unwrap().contains(dst))
-                || nd.vips.contains(&dst)
-                || p.services
-                    .iter()
-                    .flat_map(|s| &s.attachments)
-                    .any(|a| a.node == at && a.pool.contains(dst));
-            if attached {
-                return Some(at);
-            }
-            let r = nd
-                .routes
-                .iter()
-                .filter(|r| r.dst.is_none_or(|d| d.contains(dst)))
-                .max_by_key(|r| r.dst.map_or(0, |d| d.prefix_len()))?;
-            at = p
-                .nodes
-                .iter()
-                .position(|m| m.ifaces.iter().any(|i| i.addr == r.via))?;
-        }
-        None
-    }
-
-    #[test]
-    fn routes_are_complete_in_a_ring_with_a_tail() {
-        // a — b — c — d — a (a ring) and d — e; web hangs off c.
-        let names = ["a", "b", "c", "d", "e"];
-        let sc = scenario(
-            names.iter().map(|x| node(x, NodeKind::Host)).collect(),
-            vec![service("web", 2, 80, "c")],
-            vec![
-                link(n("a"), n("b"), None),
-                link(n("b"), n("c"), None),
-                link(n("c"), n("d"), None),
-                link(n("d"), n("a"), None),
-                link(n("d"), n("e"), None),
-                link(LinkEnd::Service("web".into()), n("c"), None),
-            ],
-            vec![],
-        );
-        let p = Plan::build(&sc, "r1", block()).unwrap();
-        let web = p.service("web").unwrap();
-        let mut targets: Vec<Ipv4Addr> = p
-            .nodes
-            .iter()
-            .flat_map(|n| n.ifaces.iter().map(|i| i.addr))
-            .collect();
-        targets.push(web.vip);
-        targets.push(web.replica(&p, 0, 3).unwrap().veths[0].iface.addr);
-        for from in 0..p.nodes.len() {
-            for &dst in &targets {
-                assert!(
-                    walk(&p, from, dst).is_some(),
-                    "{} cannot reach {dst}",
-                    p.nodes[from].name
-                );
-            }
-        }
-        // Shortest paths: e reaches b's side of a—b in 3 hops (e → d → a), not via c.
-        let e = p.nodes.iter().position(|n| n.name == "e").unwrap();
-        let d = p.node("d").unwrap();
-        assert!(p.nodes[e].routes.iter().all(|r| r.via == d.ifaces[2].addr));
-        let b_on_ab = p.node("b").unwrap().ifaces[0].addr;
-        let via_d = d
-            .routes
-            .iter()
-            .find(|r| r.dst.is_some_and(|x| x.contains(b_on_ab)))
-            .unwrap();
-        assert_eq!(via_d.via, p.node("a").unwrap().ifaces[1].addr);
-    }
-
-    #[test]
-    fn policies_select_targets() {
-        let p = Plan::build(&sample(), "r1", block()).unwrap();
-        assert!(p.allowed("client", "web", 8080));
-        assert!(!p.allowed("client", "web", 9090));
-        assert!(!p.allowed("host", "web", 8080));
-        assert!(!p.allowed("api", "web", 8080));
-        // Not selected by any policy: open.
-        assert!(p.allowed("host", "api", 9000));
-        let web_pool = p.service("web").unwrap().attachments[0].pool;
-        let f = &p.filters["web"][0];
-        assert_eq!(f.sources.len(), 1);
-        assert_eq!(f.sources[0].net.prefix_len(), 32);
-        assert!(!web_pool.contains(f.sources[0].net.addr()));
-        let pairs = p.probe_pairs(&sample());
-        // 4 nodes + api probe web:8080.
-        assert_eq!(pairs.len(), 5);
-        assert!(pairs.contains(&("client".into(), "web".into(), 8080)));
     }
 
     #[test]

@@ -95,6 +95,71 @@ pub enum Command {
     Restart { id: ReplicaId },
 }
 
+/// A deadline of the driver's, kept on the backend's own timeline (the simulator's event queue,
+/// the runner's timers) and acted on when it comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Call [`Driver::wake`] (the strategy's own deadline).
+    RolloutPoll,
+    /// SIGTERM replica `id`, if its server still runs.
+    Sigterm(ReplicaId),
+    /// SIGKILL replica `id`, if its server still runs (its grace is over).
+    Sigkill(ReplicaId),
+    /// Install [`Driver::steering_table`]`(svc, snapshot)`.
+    Steer { svc: u32, snapshot: u32 },
+    /// Call [`Driver::scenario_event`]`(index, undo)`.
+    Event { index: u32, undo: bool },
+}
+
+/// What a backend does with the driver's commands. [`Command::carry_out`] is the one mapping
+/// of commands onto these, so the simulator and the real-time runner schedule the same
+/// deadlines in the same order, and differ only in how each is carried out.
+pub trait Carrier {
+    type Error;
+    /// Keep `due` for `at`; it comes back to the backend then.
+    fn schedule(&mut self, at: Instant, due: Due);
+    /// Create and start replica `id` (state Starting in the driver's books).
+    fn start_replica(&mut self, id: ReplicaId) -> Result<(), Self::Error>;
+    /// Install a steering snapshot now ([`Driver::steering_table`]).
+    fn steer(&mut self, svc: usize, snapshot: usize) -> Result<(), Self::Error>;
+    fn set_link_up(&mut self, link: usize, up: bool) -> Result<(), Self::Error>;
+    fn set_link_params(&mut self, link: usize, params: LinkParams) -> Result<(), Self::Error>;
+    /// SIGKILL replica `id`'s server and start it again in place.
+    fn restart_replica(&mut self, id: ReplicaId) -> Result<(), Self::Error>;
+}
+
+impl Command {
+    /// Carries this command out at `now` through `c`: what is due later is scheduled, the rest
+    /// is done at once.
+    pub fn carry_out<C: Carrier>(self, now: Instant, c: &mut C) -> Result<(), C::Error> {
+        match self {
+            Command::Start { id } => c.start_replica(id)?,
+            Command::Drain {
+                id,
+                sigterm,
+                sigkill,
+            } => {
+                c.schedule(sigterm, Due::Sigterm(id));
+                c.schedule(sigkill, Due::Sigkill(id));
+            }
+            Command::Steer { svc, snapshot, at } if at <= now => c.steer(svc, snapshot)?,
+            Command::Steer { svc, snapshot, at } => {
+                let (svc, snapshot) = (svc as u32, snapshot as u32);
+                c.schedule(at, Due::Steer { svc, snapshot });
+            }
+            Command::PollAt { at } => c.schedule(at, Due::RolloutPoll),
+            Command::EventAt { index, undo, at } => {
+                let index = index as u32;
+                c.schedule(at, Due::Event { index, undo });
+            }
+            Command::LinkUp { link, up } => c.set_link_up(link, up)?,
+            Command::LinkParams { link, params } => c.set_link_params(link, params)?,
+            Command::Restart { id } => c.restart_replica(id)?,
+        }
+        Ok(())
+    }
+}
+
 type Snapshot = (Traffic, Vec<(ReplicaId, usize)>);
 
 pub struct Driver<'s> {
@@ -386,6 +451,25 @@ impl<'s> Driver<'s> {
             self.dirty = true;
         }
         id
+    }
+
+    /// Adds service `svc`'s starting replicas (`replicas` of its starting version) in `state`;
+    /// the backend realises them.
+    pub fn add_starting_replicas(
+        &mut self,
+        svc: usize,
+        state: ReplicaState,
+        rec: &mut Recorder,
+    ) -> Vec<ReplicaId> {
+        let service = &self.s.services[svc];
+        let version = service
+            .versions
+            .iter()
+            .position(|v| v.name == service.version)
+            .expect("validated");
+        (0..service.replicas)
+            .map(|_| self.add_replica(Instant::ZERO, svc, version, state, rec))
+            .collect()
     }
 
     /// Replica `id` is now in `state`. Returns the steering update this causes, if any.

@@ -39,8 +39,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
 use super::effects::{EffectError, Effects, ReplicaSpec, Report, Signal, WorkloadSpec};
 use super::RunOutput;
-use crate::driver::{Command, Driver};
+use crate::driver::{Carrier, Command, Driver, Due};
 use crate::metrics::Recorder;
+use crate::model::link::LinkParams;
 use crate::model::queue::EventQueue;
 use crate::model::rng::SeedTree;
 use crate::model::rollout::{Outcome, Phase, ReplicaId, ReplicaState};
@@ -90,12 +91,11 @@ pub enum Mode {
 
 #[derive(Clone, Copy, Debug)]
 enum Timer {
-    RolloutPoll,
-    Probe { replica: ReplicaId },
-    Sigterm { replica: ReplicaId },
-    Sigkill { replica: ReplicaId },
-    Steer { svc: usize, snapshot: usize },
-    Event { index: usize, undo: bool },
+    /// A deadline of the driver's.
+    Due(Due),
+    Probe {
+        replica: ReplicaId,
+    },
     SampleLinks,
     Reap,
 }
@@ -181,24 +181,14 @@ impl<'s, E: Effects> Runner<'s, E> {
     /// checks reachability against the policies. Happens "at" time zero.
     pub fn set_up(&mut self) -> Result<(), RunnerError> {
         for (si, svc) in self.s.services.iter().enumerate() {
-            let vi = svc
-                .versions
-                .iter()
-                .position(|v| v.name == svc.version)
-                .expect("validated");
-            let mut ids = Vec::new();
-            for _ in 0..svc.replicas {
-                let id = self.driver.add_replica(
-                    Instant::ZERO,
-                    si,
-                    vi,
-                    ReplicaState::Starting,
-                    &mut self.recorder,
-                );
+            let ids =
+                self.driver
+                    .add_starting_replicas(si, ReplicaState::Starting, &mut self.recorder);
+            for &id in &ids {
                 self.realise(id)?;
-                ids.push(id);
             }
-            let within = svc.versions[vi].startup + SETUP_GRACE;
+            let startup = svc.version(&svc.version).expect("validated").startup;
+            let within = startup + SETUP_GRACE;
             for id in ids {
                 if !self.fx.wait_ready(id, within)? {
                     return Err(RunnerError::NotReady {
@@ -367,40 +357,8 @@ impl<'s, E: Effects> Runner<'s, E> {
 
     /// Carries out what the driver decided, in real time.
     fn execute(&mut self, c: Command) -> Result<(), RunnerError> {
-        match c {
-            Command::Start { id } => {
-                self.realise(id)?;
-                let readiness = self.s.services[self.driver.replica(id).svc].readiness;
-                let first = self.now + readiness.initial_delay.max(readiness.period);
-                self.timers.push(first, Timer::Probe { replica: id });
-            }
-            Command::Drain {
-                id,
-                sigterm,
-                sigkill,
-            } => {
-                self.timers.push(sigterm, Timer::Sigterm { replica: id });
-                self.timers.push(sigkill, Timer::Sigkill { replica: id });
-            }
-            Command::Steer { svc, snapshot, at } => {
-                if at <= self.now {
-                    self.steer(svc, snapshot)?;
-                } else {
-                    self.timers.push(at, Timer::Steer { svc, snapshot });
-                }
-            }
-            Command::PollAt { at } => self.timers.push(at, Timer::RolloutPoll),
-            Command::EventAt { index, undo, at } => {
-                self.timers.push(at, Timer::Event { index, undo })
-            }
-            Command::LinkUp { link, up } => self.fx.set_link_up(link, up)?,
-            Command::LinkParams { link, params } => self.fx.set_link_params(link, &params)?,
-            Command::Restart { id } => {
-                let spec = self.replicas[id as usize].spec.clone();
-                self.fx.restart(&spec)?;
-            }
-        }
-        Ok(())
+        let now = self.now;
+        c.carry_out(now, self)
     }
 
     fn set_state(&mut self, id: ReplicaId, state: ReplicaState) -> Result<(), RunnerError> {
@@ -434,7 +392,7 @@ impl<'s, E: Effects> Runner<'s, E> {
         Ok(())
     }
 
-    fn steer(&mut self, svc: usize, snapshot: usize) -> Result<(), RunnerError> {
+    fn install_steering(&mut self, svc: usize, snapshot: usize) -> Result<(), RunnerError> {
         let Some(table) = self
             .driver
             .steering_table(self.now, svc, snapshot, &mut self.recorder)
@@ -465,7 +423,7 @@ impl<'s, E: Effects> Runner<'s, E> {
 
     fn handle_timer(&mut self, t: Timer) -> Result<(), RunnerError> {
         match t {
-            Timer::RolloutPoll => self.driver.wake(),
+            Timer::Due(Due::RolloutPoll) => self.driver.wake(),
             Timer::Probe { replica } => {
                 if self.driver.replica(replica).state == ReplicaState::Gone {
                     return Ok(());
@@ -475,12 +433,12 @@ impl<'s, E: Effects> Runner<'s, E> {
                 let next = self.now + self.s.services[svc].readiness.period;
                 self.timers.push(next, Timer::Probe { replica });
             }
-            Timer::Sigterm { replica } => {
+            Timer::Due(Due::Sigterm(replica)) => {
                 if self.fx.running(replica) {
                     self.fx.signal(replica, Signal::Term);
                 }
             }
-            Timer::Sigkill { replica } => {
+            Timer::Due(Due::Sigkill(replica)) => {
                 if self.fx.running(replica) {
                     self.driver.log(
                         self.now,
@@ -491,12 +449,14 @@ impl<'s, E: Effects> Runner<'s, E> {
                     self.fx.signal(replica, Signal::Kill);
                 }
             }
-            Timer::Steer { svc, snapshot } => self.steer(svc, snapshot)?,
-            Timer::Event { index, undo } => {
+            Timer::Due(Due::Steer { svc, snapshot }) => {
+                self.steer(svc as usize, snapshot as usize)?
+            }
+            Timer::Due(Due::Event { index, undo }) => {
                 let fx = &self.fx;
                 let commands = self
                     .driver
-                    .scenario_event(self.now, index, undo, |id| fx.running(id));
+                    .scenario_event(self.now, index as usize, undo, |id| fx.running(id));
                 for c in commands {
                     self.execute(c)?;
                 }
@@ -572,6 +532,35 @@ impl<'s, E: Effects> Runner<'s, E> {
         if outcome.is_some() || gone {
             self.rollout_reply = None;
         }
+    }
+}
+
+/// The runner carries commands out through the effects, in real time.
+impl<E: Effects> Carrier for Runner<'_, E> {
+    type Error = RunnerError;
+    fn schedule(&mut self, at: Instant, due: Due) {
+        self.timers.push(at, Timer::Due(due));
+    }
+    /// Starts it and schedules its first probe (`initial_delay`, at least one `period`).
+    fn start_replica(&mut self, id: ReplicaId) -> Result<(), RunnerError> {
+        self.realise(id)?;
+        let readiness = self.s.services[self.driver.replica(id).svc].readiness;
+        let first = self.now + readiness.initial_delay.max(readiness.period);
+        self.timers.push(first, Timer::Probe { replica: id });
+        Ok(())
+    }
+    fn steer(&mut self, svc: usize, snapshot: usize) -> Result<(), RunnerError> {
+        self.install_steering(svc, snapshot)
+    }
+    fn set_link_up(&mut self, link: usize, up: bool) -> Result<(), RunnerError> {
+        Ok(self.fx.set_link_up(link, up)?)
+    }
+    fn set_link_params(&mut self, link: usize, params: LinkParams) -> Result<(), RunnerError> {
+        Ok(self.fx.set_link_params(link, &params)?)
+    }
+    fn restart_replica(&mut self, id: ReplicaId) -> Result<(), RunnerError> {
+        let spec = self.replicas[id as usize].spec.clone();
+        Ok(self.fx.restart(&spec)?)
     }
 }
 
@@ -677,6 +666,17 @@ strategy = "rolling"
         exp.runs[0].scenario.clone()
     }
 
+    /// A runner of [`BASE`] with `extra`, set up and at time zero, its calls so far taken.
+    /// (The scenario is leaked: a test's runner lives as long as the test.)
+    fn at_zero(extra: &str, fx: Recording) -> Runner<'static, Recording> {
+        let s: &'static Scenario = Box::leak(Box::new(scenario(extra)));
+        let mut r = Runner::new(s, fx, Mode::Measure);
+        r.set_up().unwrap();
+        r.begin(0).unwrap();
+        r.effects_mut().take();
+        r
+    }
+
     /// Runs the runner in explicit time up to `until` (ms), answering every probe with whether
     /// the fake's server runs, and returns every other call with the time it was made at (ms).
     fn play(
@@ -764,11 +764,10 @@ strategy = "rolling"
     fn a_server_that_ignores_sigterm_gets_sigkill_after_its_grace() {
         let mut fx = Recording::new();
         fx.exit_on_term = false;
-        let s = scenario("[rollout.rolling]\nmax_surge = 0\nmax_unavailable = 1\n");
-        let mut r = Runner::new(&s, fx, Mode::Measure);
-        r.set_up().unwrap();
-        r.begin(0).unwrap();
-        r.effects_mut().take();
+        let mut r = at_zero(
+            "[rollout.rolling]\nmax_surge = 0\nmax_unavailable = 1\n",
+            fx,
+        );
         let log = play(&mut r, 1250, |_, _| {});
         let of_1: Vec<_> = log
             .iter()
@@ -795,11 +794,10 @@ strategy = "rolling"
     fn a_replica_that_dies_mid_drain_is_gone_and_gets_no_signal() {
         let mut fx = Recording::new();
         fx.exit_on_term = false;
-        let s = scenario("[rollout.rolling]\nmax_surge = 0\nmax_unavailable = 1\n");
-        let mut r = Runner::new(&s, fx, Mode::Measure);
-        r.set_up().unwrap();
-        r.begin(0).unwrap();
-        r.effects_mut().take();
+        let mut r = at_zero(
+            "[rollout.rolling]\nmax_surge = 0\nmax_unavailable = 1\n",
+            fx,
+        );
         // Replica 1 leaves steering at 1 s; its server dies at 1.1 s, before its SIGTERM.
         let log = play(&mut r, 3000, |ms, fx| {
             if ms == 1100 {

@@ -1,8 +1,9 @@
 //! The run: events in (time, sequence) order, the driver's commands carried out in virtual time,
 //! and the scenario's timed events.
 
-use crate::driver::Command;
-use crate::model::rollout::{Phase, ReplicaState};
+use crate::driver::{Carrier, Command, Due};
+use crate::model::link::LinkParams;
+use crate::model::rollout::{Phase, ReplicaId, ReplicaState};
 use crate::model::service::{Probe, WorkerPool};
 use crate::model::time::{Duration, Instant};
 use crate::output::RunOutput;
@@ -106,23 +107,7 @@ impl<'s> World<'s> {
                     self.set_state(replica, ReplicaState::NotReady);
                 }
             }
-            Ev::Sigterm { replica } => self.on_sigterm(replica),
-            Ev::Sigkill { replica } => {
-                if self.replicas[replica as usize].alive {
-                    self.log(
-                        "replica",
-                        "sigkill",
-                        format!("replica {replica} killed after its grace period"),
-                    );
-                    self.kill_process(replica);
-                    self.set_state(replica, ReplicaState::Gone);
-                }
-            }
-            Ev::SteeringApply { svc, snapshot } => {
-                self.apply_steering(svc as usize, snapshot as usize)
-            }
-            Ev::RolloutPoll => self.driver.wake(),
-            Ev::Scenario { index, undo } => self.on_scenario_event(index, undo),
+            Ev::Due(d) => self.on_due(d),
             Ev::SampleLinks => self.sample_links(),
         }
     }
@@ -137,45 +122,31 @@ impl<'s> World<'s> {
 
     /// Carries out what the driver decided, in virtual time.
     pub(super) fn execute(&mut self, c: Command) {
-        match c {
-            Command::Start { id } => self.realise_replica(id, false),
-            Command::Drain {
-                id,
-                sigterm,
-                sigkill,
-            } => {
-                self.queue.push(sigterm, Ev::Sigterm { replica: id });
-                self.queue.push(sigkill, Ev::Sigkill { replica: id });
-            }
-            Command::Steer { svc, snapshot, at } => {
-                if at <= self.now {
-                    self.apply_steering(svc, snapshot);
-                } else {
-                    let (svc, snapshot) = (svc as u16, snapshot as u32);
-                    self.queue.push(at, Ev::SteeringApply { svc, snapshot });
+        let now = self.now;
+        match c.carry_out(now, self) {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+    }
+
+    /// A deadline of the driver's came.
+    fn on_due(&mut self, d: Due) {
+        match d {
+            Due::RolloutPoll => self.driver.wake(),
+            Due::Sigterm(replica) => self.on_sigterm(replica),
+            Due::Sigkill(replica) => {
+                if self.replicas[replica as usize].alive {
+                    self.log(
+                        "replica",
+                        "sigkill",
+                        format!("replica {replica} killed after its grace period"),
+                    );
+                    self.kill_process(replica);
+                    self.set_state(replica, ReplicaState::Gone);
                 }
             }
-            Command::PollAt { at } => self.queue.push(at, Ev::RolloutPoll),
-            Command::EventAt { index, undo, at } => {
-                let index = index as u32;
-                self.queue.push(at, Ev::Scenario { index, undo });
-            }
-            Command::LinkUp { link, up } => {
-                for i in self.link_instances(link) {
-                    for d in &mut self.links[i as usize].dirs {
-                        d.set_up(up);
-                    }
-                }
-            }
-            Command::LinkParams { link, params } => {
-                for i in self.link_instances(link) {
-                    for d in &mut self.links[i as usize].dirs {
-                        d.set_params(params.clone());
-                    }
-                }
-                self.link_params[link] = params;
-            }
-            Command::Restart { id } => self.kill_and_restart(id),
+            Due::Steer { svc, snapshot } => self.apply_steering(svc as usize, snapshot as usize),
+            Due::Event { index, undo } => self.on_scenario_event(index, undo),
         }
     }
 
@@ -237,5 +208,43 @@ impl<'s> World<'s> {
                 },
             );
         }
+    }
+}
+
+/// The simulator carries commands out in virtual time, and nothing it does can fail.
+impl Carrier for World<'_> {
+    type Error = std::convert::Infallible;
+    fn schedule(&mut self, at: Instant, due: Due) {
+        self.queue.push(at, Ev::Due(due));
+    }
+    fn start_replica(&mut self, id: ReplicaId) -> Result<(), Self::Error> {
+        self.realise_replica(id, false);
+        Ok(())
+    }
+    fn steer(&mut self, svc: usize, snapshot: usize) -> Result<(), Self::Error> {
+        self.apply_steering(svc, snapshot);
+        Ok(())
+    }
+    fn set_link_up(&mut self, link: usize, up: bool) -> Result<(), Self::Error> {
+        for i in self.link_instances(link) {
+            for d in &mut self.links[i as usize].dirs {
+                d.set_up(up);
+            }
+        }
+        Ok(())
+    }
+    /// Every instance of the link, and those of replicas started later.
+    fn set_link_params(&mut self, link: usize, params: LinkParams) -> Result<(), Self::Error> {
+        for i in self.link_instances(link) {
+            for d in &mut self.links[i as usize].dirs {
+                d.set_params(params.clone());
+            }
+        }
+        self.link_params[link] = params;
+        Ok(())
+    }
+    fn restart_replica(&mut self, id: ReplicaId) -> Result<(), Self::Error> {
+        self.kill_and_restart(id);
+        Ok(())
     }
 }

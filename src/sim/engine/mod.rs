@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::driver::Driver;
+use crate::driver::{Driver, Due};
 use crate::metrics::Recorder;
 use crate::model::link::{LinkDirection, LinkParams};
 use crate::model::rng::{Rng, SeedTree};
@@ -67,21 +67,8 @@ enum Ev {
         replica: u32,
         incarnation: u32,
     },
-    Sigterm {
-        replica: u32,
-    },
-    Sigkill {
-        replica: u32,
-    },
-    SteeringApply {
-        svc: u16,
-        snapshot: u32,
-    },
-    RolloutPoll,
-    Scenario {
-        index: u32,
-        undo: bool,
-    },
+    /// A deadline of the driver's.
+    Due(Due),
     /// End of a window: sample every link's counters.
     SampleLinks,
 }

@@ -39,20 +39,11 @@ pub(super) struct SvcState {
 
 impl<'s> World<'s> {
     pub(super) fn start_initial_replicas(&mut self) {
-        for (si, svc) in self.s.services.iter().enumerate() {
-            let vi = svc
-                .versions
-                .iter()
-                .position(|v| v.name == svc.version)
-                .expect("validated");
-            for _ in 0..svc.replicas {
-                let id = self.driver.add_replica(
-                    Instant::ZERO,
-                    si,
-                    vi,
-                    ReplicaState::Ready,
-                    &mut self.recorder,
-                );
+        for si in 0..self.s.services.len() {
+            let ids =
+                self.driver
+                    .add_starting_replicas(si, ReplicaState::Ready, &mut self.recorder);
+            for id in ids {
                 self.realise_replica(id, true);
             }
             let steer = self.driver.steering_changed(Instant::ZERO, si);

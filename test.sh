@@ -18,6 +18,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Python packages the kube backend's tests use: offline Kubernetes schemas (tier 1) and a
+# Kubernetes API emulator over HTTP (tier 2).
+if ! python3 -c 'import kubernetes_validate, kmock' >/dev/null 2>&1; then
+  echo "installing kubernetes-validate and kmock"
+  python3 -m pip install -q 'kubernetes-validate==1.37.*' 'kmock==0.8' \
+    || python3 -m pip install -q --break-system-packages 'kubernetes-validate==1.37.*' 'kmock==0.8'
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked

@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]}"
@@ -16,6 +17,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "warning: ${missing[*]} missing and cannot be installed here; tests that need them will fail" >&2
   fi
+fi
+
+# Python packages the kube backend's tests use: offline Kubernetes schemas (tier 1) and a
+# Kubernetes API emulator over HTTP (tier 2).
+if ! python3 -c 'import kubernetes_validate, kmock' >/dev/null 2>&1; then
+  echo "installing kubernetes-validate and kmock"
+  python3 -m pip install -q 'kubernetes-validate==1.37.*' 'kmock==0.8' \
+    || python3 -m pip install -q --break-system-packages 'kubernetes-validate==1.37.*' 'kmock==0.8'
 fi
 
 cargo fmt --all -- --check

@@ -26,6 +26,7 @@
 
 pub mod effects;
 pub mod fake;
+pub mod kube;
 pub mod netns;
 pub mod runner;
 

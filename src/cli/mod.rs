@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod compare;
 pub mod lab;
 pub mod load;
+mod manifests;
 mod plot;
 mod run;
 pub mod serve;
@@ -38,6 +39,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     Plot(plot::PlotArgs),
     Compare(compare::CompareArgs),
+    /// Print a scenario as Kubernetes objects (YAML), as `run --backend kube` applies them.
+    Manifests(manifests::ManifestsArgs),
     /// Deploy a scenario on network namespaces, services serving, and leave it up (lab mode,
     /// root).
     Up(lab::UpArgs),
@@ -70,6 +73,7 @@ pub fn main() -> i32 {
         Command::Validate(a) => validate::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Manifests(a) => manifests::run(a),
         Command::Up(a) => lab::up(a),
         Command::Rollout(a) => lab::rollout(a),
         Command::Exec(a) => lab::exec(a),

@@ -400,11 +400,11 @@ fn emulate_workload(sc: &sdnbed::scenario::Scenario) -> Vec<u64> {
             }
         }));
     }
-    let clock = sdnbed::linkemu::timer::Clock::start_now();
-    let base = mono_ns();
+    let clock = sdnbed::workload::timer::Clock::start_now();
+    let base = clock.origin_ns();
     for due in intended {
         let at = sdnbed::model::time::Instant::from_nanos(due.saturating_sub(base));
-        sdnbed::linkemu::timer::sleep_until(&clock, at);
+        sdnbed::workload::timer::sleep_until(&clock, at, sdnbed::workload::timer::DEFAULT_SPIN);
         queue.lock().unwrap().push_back(due);
         cv.notify_one();
     }

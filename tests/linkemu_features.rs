@@ -572,3 +572,76 @@ fn jitter_sequence_is_the_models_for_the_seed() {
         extra[extra.len() * 95 / 100]
     );
 }
+
+/// A packet's entry time is when the node sent it, not when the emulator read it: the tap on a
+/// TUN device reports the kernel's send time of a packet read 30 ms later.
+#[test]
+fn the_tap_times_a_packet_from_its_send() {
+    use sdnbed::dataplane::netlink::netns_path;
+    use sdnbed::linkemu::{tap::EntryTap, tun};
+    use sdnbed::workload::timer::Clock;
+    use std::os::fd::AsRawFd;
+    let _g = serial();
+    let run = netns_common::run_id("tap");
+    let sc = netns_common::scenario(
+        vec![
+            netns_common::node("h1", sdnbed::scenario::types::NodeKind::Host),
+            netns_common::node("h2", sdnbed::scenario::types::NodeKind::Host),
+        ],
+        vec![],
+        vec![netns_common::link(
+            netns_common::n("h1"),
+            netns_common::n("h2"),
+            None,
+        )],
+        vec![],
+    );
+    let dp = netns_common::deploy(&sc, &run);
+    let ns = dp.plan().node("h1").unwrap().netns.clone();
+    let t = tun::create(&ns, "tt0").expect("tun");
+    let mut tap = EntryTap::open(&ns, t.ifindex).expect("tap");
+    let path = netns_path(&ns);
+    for args in [
+        &["ip", "addr", "add", "10.250.0.1/30", "dev", "tt0"][..],
+        &["ip", "link", "set", "tt0", "up"],
+    ] {
+        let st = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", path.display()))
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?}");
+    }
+    let sock = udp_in(&ns, "10.250.0.1:0".parse().unwrap());
+    let clock = Clock::start_now();
+    let sent = clock.now();
+    sock.send_to(b"tap", "10.250.0.2:9").unwrap();
+    std::thread::sleep(StdDuration::from_millis(30));
+    let read_at = clock.now();
+    // Read the device as the emulator does, frame by frame (the kernel may send IPv6
+    // housekeeping too), until the datagram.
+    let mut buf = vec![0u8; 2048];
+    let entered = loop {
+        // SAFETY: a non-blocking read into our buffer.
+        let n = unsafe { libc::read(t.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert!(n > 0, "the datagram never reached the device");
+        let pkt = sdnbed::linkemu::gso::packet(&buf[..n as usize]);
+        let ts = tap.entered(pkt);
+        if pkt[0] >> 4 == 4 && pkt[9] == 17 {
+            break clock.from_realtime(ts.expect("the tap saw the datagram"));
+        }
+    };
+    // The clocks' offset is read at a different moment than the send: allow 0.2 ms.
+    assert!(
+        entered + Duration::from_micros(200) >= sent,
+        "entered {entered} before sent {sent}"
+    );
+    assert!(
+        entered.saturating_since(sent) < Duration::from_millis(2),
+        "entered {entered}, sent {sent}"
+    );
+    assert!(read_at.saturating_since(entered) >= Duration::from_millis(29));
+    drop((tap, t));
+    drop(dp);
+    netns_common::assert_gone(&run);
+}

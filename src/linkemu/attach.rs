@@ -32,7 +32,6 @@
 //! (`link/A-B/ID/fwd`).
 
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::dataplane::deploy::{prepare, Dataplane, DataplaneError, DeployOptions};
@@ -41,8 +40,9 @@ use crate::dataplane::netlink::Kernel;
 use crate::dataplane::ops::{Executor, Op};
 use crate::dataplane::plan::{Iface, Ipv4Net, Plan, Route};
 use crate::dataplane::tc::{needs_emulation, Netem};
-use crate::linkemu::engine::{EmuControl, Emulator, LinkSpec, LinkTotals};
-use crate::linkemu::{tun, LinkEmuError};
+use crate::linkemu::engine::{EmuControl, Emulator, LinkSpec, LinkTotals, Timing};
+use crate::linkemu::tap::EntryTap;
+use crate::linkemu::{engine, tun, LinkEmuError};
 use crate::model::link::{LinkCounters, LinkParams};
 use crate::model::rng::SeedTree;
 use crate::scenario::types::{EmulatorChoice, LinkEnd, Scenario};
@@ -434,7 +434,7 @@ fn kernel() -> Result<Kernel, LinkEmuError> {
 
 /// Deletes the veth pair between `ends` and puts a TUN device with the same name, address and
 /// routes at each end; returns their descriptors (A, B).
-fn swap_in_tuns(k: &mut Kernel, ends: &[End; 2]) -> Result<[OwnedFd; 2], LinkEmuError> {
+fn swap_in_tuns(k: &mut Kernel, ends: &[End; 2]) -> Result<[engine::End; 2], LinkEmuError> {
     let exec = |k: &mut Kernel, ops: &[Op]| {
         k.apply(ops)
             .map_err(|e| LinkEmuError::Dataplane(e.to_string()))
@@ -475,7 +475,23 @@ fn swap_in_tuns(k: &mut Kernel, ends: &[End; 2]) -> Result<[OwnedFd; 2], LinkEmu
         }));
     }
     exec(k, &ops)?;
-    Ok([ta.fd, tb.fd])
+    let tap = |e: &End, t: &tun::Tun| {
+        EntryTap::open(&e.ns, t.ifindex).map_err(|source| LinkEmuError::Io {
+            what: format!("packet tap on {} in netns {}", e.iface, e.ns),
+            source,
+        })
+    };
+    let taps = (tap(a, &ta)?, tap(b, &tb)?);
+    Ok([
+        engine::End {
+            fd: ta.fd,
+            tap: Some(taps.0),
+        },
+        engine::End {
+            fd: tb.fd,
+            tap: Some(taps.1),
+        },
+    ])
 }
 
 /// Replaces the veth pair of each emulated node link with a TUN device at each end and starts
@@ -507,7 +523,7 @@ pub fn attach<E: Executor>(
         });
         started.push((l.spec, fds));
     }
-    let emu = Emulator::start(started)?;
+    let emu = Emulator::start(started, Timing::from_env()?)?;
     att.control = Some(emu.control());
     dp.own(Box::new(emu));
     Ok(att)

@@ -15,11 +15,23 @@
 //!   IP packet lengths (the model's 1500-byte packets are IP packets of a 1500-byte MTU).
 //! - **Order.** Deliveries are made in arrival order, ties in the order packets were read; the
 //!   model keeps each direction FIFO unless `reorder` is set.
-//! - **Timing.** The thread sleeps on epoll with a `timerfd` armed `SPIN` before the next
-//!   arrival (1 ns timer slack) and busy-polls the last stretch, still reading packets, so a
-//!   delivery is never early and late only by one loop iteration. A packet's entry time is
-//!   taken just before the `read` that returns it, so the thread's wake-up latency when a
-//!   packet arrives while it sleeps adds to that packet's delay (median ~6 µs here).
+//! - **Timing.** A delivery is never early. A packet's entry time is the kernel's timestamp of
+//!   its send into the TUN device ([`EntryTap`]), so the time it waits for the packet thread
+//!   to wake up or get a CPU does not count as link delay; only a packet the tap missed is
+//!   timed at the `read`. A delivery is late by the time the thread takes to get there: with
+//!   the default, [`Timing::Sleep`], it sleeps until [`DEFAULT_SPIN`] before the next delivery
+//!   at real-time priority and busy-polls the rest, so that is one loop iteration unless the
+//!   timer wakes later than the spin margin. [`Timing`] lists the busy-polling choices and
+//!   their cost. The waits are `workload::timer`'s (timerfd with an absolute deadline, 1 ns
+//!   slack, spin before the deadline), the one timer of sdnbed's real-time loops.
+//! - **Its own CPU.** The thread runs on the CPU that [`super::cpus::Placement`] keeps for it,
+//!   where replicas and load generators should not run, at `SCHED_FIFO` priority whenever it
+//!   sleeps or a delivery is near.
+//! - **Super-packets stay whole when the link keeps them whole.** When every segment of a TCP
+//!   super-packet arrives at the same instant (no rate, no jitter: e.g. an unshaped or
+//!   delay-only link), it is delivered as the one super-packet it was read as, which the
+//!   receiving stack takes in one `write`; the model still counts every segment. With capture
+//!   on, the segments are written one by one, as the capture shows them.
 //! - **Changes in place.** [`EmuControl::set_params`] and [`EmuControl::set_up`] act on the
 //!   models between two packets: queued packets keep their schedule, nothing is lost.
 //! - **Capture.** A link with a capture directory gets `<name>.entered.pcap` (every packet read,
@@ -31,19 +43,59 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufWriter};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::linkemu::cpus::Placement;
 use crate::linkemu::gso::{self, VNET_HDR_LEN};
 use crate::linkemu::pcap::PcapWriter;
-use crate::linkemu::timer::{self, Clock, TimerFd, SPIN};
+use crate::linkemu::tap::EntryTap;
 use crate::linkemu::LinkEmuError;
 use crate::model::link::{LinkCounters, LinkDirection, LinkParams};
 use crate::model::rng::Rng;
 use crate::model::time::Instant;
+use crate::workload::sys::{self, Event, EventFd, Poller, READABLE};
+use crate::workload::timer::{Clock, DeadlineWait, DEFAULT_SPIN};
+
+/// How the packet thread waits for packets and deliveries: accuracy against CPU time. Each
+/// choice's cost and error are measured in `bench/linkemu.md`; the default is the one that
+/// measured best on a shared 2-CPU machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Timing {
+    /// Sleeps until [`DEFAULT_SPIN`] before the next delivery (at real-time priority, so the
+    /// wake-up preempts other work) and busy-polls only that stretch. Entry times come from
+    /// the tap, so sleeping costs no accuracy there; a timer that wakes later than the spin
+    /// margin delivers late. CPU: about the spin margin per delivery (2–3 % of a CPU for a
+    /// ping every 1 ms).
+    #[default]
+    Sleep,
+    /// Busy-polls while any packet is in flight, at normal priority except within the spin
+    /// margin of a delivery, and sleeps when none is: deliveries do not wait for a timer's
+    /// wake-up, but on a CPU shared with other work the poll takes turns with it. CPU: all of
+    /// one while packets are in flight (a ping every 100 ms over 2×10 ms: 20 %).
+    Ready,
+    /// Always busy-polls: one CPU for as long as the emulator runs.
+    Spin,
+}
+
+impl Timing {
+    /// The environment's choice, `SDNBED_LINKEMU_TIMING=sleep|ready|spin` (default `sleep`);
+    /// an unknown value is an error naming it.
+    pub fn from_env() -> Result<Timing, LinkEmuError> {
+        match std::env::var("SDNBED_LINKEMU_TIMING") {
+            Err(_) => Ok(Timing::default()),
+            Ok(v) => match v.as_str() {
+                "ready" => Ok(Timing::Ready),
+                "spin" => Ok(Timing::Spin),
+                "sleep" => Ok(Timing::Sleep),
+                _ => Err(LinkEmuError::Timing(v)),
+            },
+        }
+    }
+}
 
 /// One link as the emulator carries it.
 #[derive(Clone, Debug)]
@@ -55,6 +107,20 @@ pub struct LinkSpec {
     pub seeds: [u64; 2],
     /// Where to write this link's pcap files (None: no capture).
     pub capture: Option<PathBuf>,
+}
+
+/// One end of a link: a non-blocking descriptor that reads and writes whole IP packets (a TUN
+/// device, or anything alike), and the tap that says when each packet read from it entered
+/// ([`EntryTap`]; without one, a packet's entry time is when the thread read it).
+pub struct End {
+    pub fd: OwnedFd,
+    pub tap: Option<EntryTap>,
+}
+
+impl From<OwnedFd> for End {
+    fn from(fd: OwnedFd) -> End {
+        End { fd, tap: None }
+    }
 }
 
 /// Running totals of both directions of one link (A→B, B→A).
@@ -76,15 +142,12 @@ struct Shared {
     stop: AtomicBool,
     cmds: Mutex<Vec<Cmd>>,
     totals: Mutex<Vec<LinkTotals>>,
-    wake: OwnedFd,
+    wake: EventFd,
 }
 
 impl Shared {
     fn wake(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: an 8-byte write to our eventfd; it cannot block (EFD_NONBLOCK) and a full
-        // counter still wakes the thread.
-        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+        self.wake.notify();
     }
 }
 
@@ -108,14 +171,12 @@ fn os(what: &str) -> impl FnOnce(io::Error) -> LinkEmuError + '_ {
 }
 
 impl Emulator {
-    /// Starts the packet thread for `links`, each with its two ends (A, B): non-blocking
-    /// descriptors that read and write whole IP packets (TUN devices, or anything alike).
-    pub fn start(links: Vec<(LinkSpec, [OwnedFd; 2])>) -> Result<Emulator, LinkEmuError> {
-        // SAFETY: eventfd returns a new descriptor or -1.
-        let wake = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if wake < 0 {
-            return Err(os("eventfd")(io::Error::last_os_error()));
-        }
+    /// Starts the packet thread for `links`, each with its two ends (A, B).
+    pub fn start(
+        links: Vec<(LinkSpec, [End; 2])>,
+        timing: Timing,
+    ) -> Result<Emulator, LinkEmuError> {
+        let wake = EventFd::new().map_err(os("eventfd"))?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             cmds: Mutex::new(Vec::new()),
@@ -128,8 +189,7 @@ impl Emulator {
                     })
                     .collect(),
             ),
-            // SAFETY: wake is a descriptor we just created.
-            wake: unsafe { OwnedFd::from_raw_fd(wake) },
+            wake,
         });
         let mut state = Vec::with_capacity(links.len());
         for (spec, fds) in links {
@@ -138,7 +198,7 @@ impl Emulator {
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sdnbed-linkemu".into())
-            .spawn(move || PacketLoop::new(state, sh)?.run())
+            .spawn(move || PacketLoop::new(state, sh, timing)?.run())
             .map_err(os("spawning the emulator thread"))?;
         Ok(Emulator {
             shared,
@@ -179,7 +239,7 @@ impl Drop for Emulator {
 impl EmuControl {
     /// Adds a link while the emulator runs (a replica's link); returns its index. Its packets
     /// are read from the thread's next loop iteration on.
-    pub fn add_link(&self, spec: LinkSpec, ends: [OwnedFd; 2]) -> Result<usize, LinkEmuError> {
+    pub fn add_link(&self, spec: LinkSpec, ends: [End; 2]) -> Result<usize, LinkEmuError> {
         let name = spec.name.clone();
         let state = LinkState::new(spec, ends)?;
         let mut cmds = self.shared.cmds.lock().unwrap_or_else(|p| p.into_inner());
@@ -265,12 +325,16 @@ struct LinkState {
     /// Index 0: A→B (read at end A, written at end B); 1: B→A.
     dirs: [LinkDirection; 2],
     fds: [OwnedFd; 2],
+    taps: [Option<EntryTap>; 2],
+    /// The entry time of the last packet read at each end (entry times never go back).
+    last_entry: [Instant; 2],
     dead: [bool; 2],
     capture: Option<Capture>,
 }
 
 impl LinkState {
-    fn new(spec: LinkSpec, fds: [OwnedFd; 2]) -> Result<LinkState, LinkEmuError> {
+    fn new(spec: LinkSpec, ends: [End; 2]) -> Result<LinkState, LinkEmuError> {
+        let [a, b] = ends;
         let capture = match &spec.capture {
             Some(dir) => Some(Capture::create(dir, &spec.name)?),
             None => None,
@@ -280,7 +344,9 @@ impl LinkState {
                 LinkDirection::new(spec.params.clone(), Rng::new(spec.seeds[0])),
                 LinkDirection::new(spec.params, Rng::new(spec.seeds[1])),
             ],
-            fds,
+            fds: [a.fd, b.fd],
+            taps: [a.tap, b.tap],
+            last_entry: [Instant::ZERO; 2],
             dead: [false; 2],
             capture,
         })
@@ -322,8 +388,8 @@ impl Ord for Pending {
     }
 }
 
-const TOKEN_WAKE: u64 = u64::MAX;
-const TOKEN_TIMER: u64 = u64::MAX - 1;
+/// The wake-up eventfd's token (the deadline wait's own is `u64::MAX`).
+const TOKEN_WAKE: u64 = u64::MAX - 1;
 /// Packets read from one end per loop iteration before deliveries are looked at again.
 const READ_BATCH: usize = 64;
 /// Largest frame read: a TSO super-packet of up to 64 KiB and its `virtio_net_hdr`.
@@ -334,40 +400,53 @@ struct PacketLoop {
     links: Vec<Option<LinkState>>,
     shared: Arc<Shared>,
     clock: Clock,
-    epoll: OwnedFd,
-    timer: TimerFd,
+    /// Wall-clock nanoseconds since the epoch at the clock's origin, for pcap timestamps.
+    unix_origin_ns: u64,
+    timing: Timing,
+    /// Whether the thread runs at real-time priority now (see [`PacketLoop::urgent`]).
+    realtime: bool,
+    poller: Poller,
+    wait: DeadlineWait,
     heap: BinaryHeap<Reverse<Pending>>,
     pool: Vec<Vec<u8>>,
     seq: u64,
     rbuf: Vec<u8>,
-    /// The packets made of the frame just read (reused between reads).
+    /// The packets made of the frame just read, and when the model says each arrives (None:
+    /// dropped); both reused between reads.
     segments: Vec<Vec<u8>>,
+    arrivals: Vec<Option<Instant>>,
 }
 
 impl PacketLoop {
-    fn new(links: Vec<Option<LinkState>>, shared: Arc<Shared>) -> Result<PacketLoop, LinkEmuError> {
-        timer::set_min_timer_slack();
-        set_realtime();
-        // SAFETY: epoll_create1 returns a new descriptor or -1.
-        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if ep < 0 {
-            return Err(os("epoll_create1")(io::Error::last_os_error()));
-        }
+    fn new(
+        links: Vec<Option<LinkState>>,
+        shared: Arc<Shared>,
+        timing: Timing,
+    ) -> Result<PacketLoop, LinkEmuError> {
+        // Best effort: without a CPU of its own the thread still runs, only less punctually.
+        let _ = Placement::of_this_process().and_then(|p| p.pin_emulator_thread());
+        let poller = Poller::new(64).map_err(os("epoll_create1"))?;
+        let wait = DeadlineWait::new(&poller, DEFAULT_SPIN).map_err(os("timerfd_create"))?;
+        let clock = Clock::start_now();
         let lp = PacketLoop {
-            // SAFETY: ep is a descriptor we just created.
-            epoll: unsafe { OwnedFd::from_raw_fd(ep) },
-            timer: TimerFd::new().map_err(os("timerfd_create"))?,
+            unix_origin_ns: sys::realtime_ns().saturating_sub(clock.now().as_nanos()),
+            clock,
+            timing,
+            realtime: false,
+            poller,
+            wait,
             links,
             shared,
-            clock: Clock::start_now(),
             heap: BinaryHeap::new(),
             pool: Vec::new(),
             seq: 0,
             rbuf: vec![0; READ_BUF],
             segments: Vec::new(),
+            arrivals: Vec::new(),
         };
-        lp.add(lp.shared.wake.as_raw_fd(), TOKEN_WAKE)?;
-        lp.add(lp.timer.raw(), TOKEN_TIMER)?;
+        lp.poller
+            .add(lp.shared.wake.raw(), TOKEN_WAKE, READABLE)
+            .map_err(os("epoll_ctl"))?;
         for (i, l) in lp.links.iter().enumerate() {
             if let Some(l) = l {
                 lp.register(i, l)?;
@@ -378,86 +457,65 @@ impl PacketLoop {
 
     fn register(&self, i: usize, l: &LinkState) -> Result<(), LinkEmuError> {
         for (e, fd) in l.fds.iter().enumerate() {
-            self.add(fd.as_raw_fd(), (i * 2 + e) as u64)?;
+            self.poller
+                .add(fd.as_raw_fd(), (i * 2 + e) as u64, READABLE)
+                .map_err(os("epoll_ctl"))?;
         }
         Ok(())
     }
 
     fn unregister(&self, fd: RawFd) {
-        // SAFETY: removes a descriptor from our epoll set (an error means it was not in it).
-        unsafe {
-            libc::epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd,
-                std::ptr::null_mut(),
-            )
-        };
+        // An error means it was not in the set.
+        let _ = self.poller.delete(fd);
     }
 
-    fn add(&self, fd: RawFd, token: u64) -> Result<(), LinkEmuError> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: valid epoll and target descriptors, and an event we own.
-        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0
-        {
-            return Err(os("epoll_ctl")(io::Error::last_os_error()));
+    /// Until when the next wait may sleep: `None` for as long as I/O takes, a time already
+    /// past for a busy poll.
+    fn deadline(&self) -> Option<Instant> {
+        let next = self.heap.peek().map(|Reverse(p)| p.at);
+        match (self.timing, next) {
+            (Timing::Spin, _) | (Timing::Ready, Some(_)) => Some(Instant::ZERO),
+            (Timing::Sleep, next) | (Timing::Ready, next @ None) => next,
         }
-        Ok(())
+    }
+
+    /// Whether the thread needs its CPU before anything else: when it is about to sleep (its
+    /// wake-up should preempt whatever runs) or a delivery is due within the spin margin. A
+    /// busy poll far from any deadline runs at normal priority instead, so that a process that
+    /// shares the CPU (a `ping` started by hand, say) gets it at once and not only when the
+    /// kernel's real-time throttling steps in.
+    fn urgent(&self) -> bool {
+        match (self.heap.peek(), self.timing) {
+            (None, timing) => timing != Timing::Spin,
+            (Some(_), Timing::Sleep) => true,
+            (Some(Reverse(p)), _) => p.at.saturating_since(self.clock.now()) <= DEFAULT_SPIN,
+        }
     }
 
     fn run(mut self) -> Result<(), LinkEmuError> {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut events: Vec<Event> = Vec::with_capacity(64);
         let r = loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 break Ok(());
             }
             self.apply_cmds()?;
             self.deliver_due();
-            let timeout = match self.heap.peek() {
-                None => {
-                    self.timer.arm(0).map_err(os("timerfd_settime"))?;
-                    -1
-                }
-                Some(Reverse(p)) => {
-                    if p.at.saturating_since(self.clock.now()) <= SPIN {
-                        0
-                    } else {
-                        let at = self.clock.monotonic_ns(p.at) - SPIN.as_nanos();
-                        self.timer.arm(at).map_err(os("timerfd_settime"))?;
-                        -1
-                    }
-                }
-            };
-            // SAFETY: events has room for its length in epoll_event structs.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    events.len() as i32,
-                    timeout,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
+            let urgent = self.urgent();
+            if urgent != self.realtime {
+                set_realtime(urgent);
+                self.realtime = urgent;
+            }
+            let deadline = self.deadline();
+            if let Err(e) = self
+                .wait
+                .wait(&mut self.poller, &self.clock, deadline, &mut events)
+            {
                 break Err(os("epoll_wait")(e));
             }
             let mut read_any = false;
-            for ev in &events[..n as usize] {
-                match ev.u64 {
-                    TOKEN_WAKE => {
-                        let mut b = [0u8; 8];
-                        // SAFETY: an 8-byte read from our eventfd into b.
-                        unsafe {
-                            libc::read(self.shared.wake.as_raw_fd(), b.as_mut_ptr().cast(), 8)
-                        };
-                    }
-                    TOKEN_TIMER => self.timer.ack(),
+            for ev in &events {
+                match ev.token {
+                    TOKEN_WAKE => self.shared.wake.clear(),
                     t => {
                         self.read_end((t / 2) as usize, (t % 2) as usize)?;
                         read_any = true;
@@ -549,7 +607,7 @@ impl PacketLoop {
                 unsafe { libc::write(l.fds[to].as_raw_fd(), p.buf.as_ptr().cast(), p.buf.len()) };
             }
             if let Some(c) = &mut l.capture {
-                let ts = self.clock.unix_ns(self.clock.now());
+                let ts = self.unix_origin_ns + self.clock.now().as_nanos();
                 if c.left.write(ts, gso::packet(&p.buf)).is_err() {
                     l.capture = None;
                 }
@@ -567,11 +625,11 @@ impl PacketLoop {
                 return Ok(());
             };
             let fd = l.fds[end].as_raw_fd();
-            // The packet's entry time is taken before the read: a packet the read returns was
-            // queued before the call (the descriptor is non-blocking), so this is never later
-            // than its true entry and earlier only by the sub-microsecond window between the
-            // call's start and its look at the queue.
-            let now = self.clock.now();
+            // Without a tap (or a packet it missed) the entry time is taken before the read: a
+            // packet the read returns was queued before the call (the descriptor is
+            // non-blocking), so it entered no later than this; how much earlier is how long it
+            // waited for the thread.
+            let read_at = self.clock.now();
             // SAFETY: reads at most rbuf.len() bytes into rbuf.
             let n = unsafe { libc::read(fd, self.rbuf.as_mut_ptr().cast(), self.rbuf.len()) };
             if n < 0 {
@@ -590,32 +648,65 @@ impl PacketLoop {
                 }
             }
             let frame = &self.rbuf[..n as usize];
-            // A TSO super-packet becomes the segments a real link carries (see `gso`).
-            gso::split(frame, &mut self.pool, &mut self.segments);
             let Some(Some(l)) = self.links.get_mut(li) else {
-                self.pool.append(&mut self.segments);
                 return Ok(());
             };
-            for buf in self.segments.drain(..) {
-                let pkt = gso::packet(&buf);
+            let tapped = l.taps[end]
+                .as_mut()
+                .and_then(|t| t.entered(gso::packet(frame)));
+            let now = match tapped {
+                Some(real_ns) => self.clock.from_realtime(real_ns).min(read_at),
+                None => read_at,
+            }
+            .max(l.last_entry[end]);
+            l.last_entry[end] = now;
+            // A TSO super-packet becomes the segments a real link carries (see `gso`).
+            gso::split(frame, &mut self.pool, &mut self.segments);
+            let unix_now = self.unix_origin_ns + now.as_nanos();
+            self.arrivals.clear();
+            for buf in &self.segments {
+                let pkt = gso::packet(buf);
                 if let Some(c) = &mut l.capture {
-                    if c.entered.write(self.clock.unix_ns(now), pkt).is_err() {
+                    if c.entered.write(unix_now, pkt).is_err() {
                         l.capture = None;
                     }
                 }
                 let size = ip_len(pkt).unwrap_or(pkt.len()) as u64;
-                match l.dirs[end].send(now, size) {
-                    Ok(at) => {
+                self.arrivals.push(l.dirs[end].send(now, size).ok());
+            }
+            let to = (1 - end) as u8;
+            let link = li as u32;
+            // The segments of a super-packet that all arrive at one instant go as the
+            // super-packet: the same bytes at the same time, in one write.
+            let whole = match self.arrivals.as_slice() {
+                [Some(at), rest @ ..] if !rest.is_empty() && l.capture.is_none() => {
+                    rest.iter().all(|a| *a == Some(*at)).then_some(*at)
+                }
+                _ => None,
+            };
+            if let Some(at) = whole {
+                self.pool.append(&mut self.segments);
+                let mut buf = self.pool.pop().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(&self.rbuf[..n as usize]);
+                self.segments.push(buf);
+                self.arrivals.clear();
+                self.arrivals.push(Some(at));
+            }
+            for (buf, at) in self.segments.drain(..).zip(&self.arrivals) {
+                match *at {
+                    Some(at) => {
                         self.seq += 1;
+                        let seq = self.seq;
                         self.heap.push(Reverse(Pending {
                             at,
-                            seq: self.seq,
-                            link: li as u32,
-                            to: (1 - end) as u8,
+                            seq,
+                            link,
+                            to,
                             buf,
                         }));
                     }
-                    Err(_) => self.pool.push(buf),
+                    None => self.pool.push(buf),
                 }
             }
         }
@@ -623,15 +714,22 @@ impl PacketLoop {
     }
 }
 
-/// Real-time priority for the packet thread (`SCHED_FIFO` 50, as `chrt -f 50`), so that other
-/// processes on a busy machine do not delay deliveries by a scheduler tick; if refused
-/// (unprivileged), the thread stays at normal priority. It cannot take a CPU for long: it
-/// blocks in `epoll_wait` except within `SPIN` of a deadline and while packets wait, and the
-/// kernel's real-time throttling leaves others 5 % of each CPU in any case.
-fn set_realtime() {
-    let p = libc::sched_param { sched_priority: 50 };
+/// Real-time priority for the packet thread (`SCHED_FIFO` 50, as `chrt -f 50`) when `on`, so
+/// that other processes on a busy machine do not delay a wake-up or a delivery by a scheduler
+/// tick; normal priority (`SCHED_OTHER`) when not. If refused (unprivileged), the thread stays
+/// at normal priority. The kernel's real-time throttling leaves others 5 % of the CPU in any
+/// case.
+fn set_realtime(on: bool) {
+    let (policy, prio) = if on {
+        (libc::SCHED_FIFO, 50)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let p = libc::sched_param {
+        sched_priority: prio,
+    };
     // SAFETY: sets the calling thread's policy with a valid sched_param.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) };
+    unsafe { libc::sched_setscheduler(0, policy, &p) };
 }
 
 /// The total length an IPv4 or IPv6 header states (the bytes the link carries).
@@ -647,6 +745,7 @@ fn ip_len(p: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::model::time::Duration;
+    use std::os::fd::FromRawFd;
 
     /// A connected pair of SOCK_SEQPACKET sockets stands in for a TUN end: whole packets.
     fn pair() -> (OwnedFd, OwnedFd) {
@@ -703,18 +802,21 @@ mod tests {
         let (a_node, a_emu) = pair();
         let (b_node, b_emu) = pair();
         let dir = tempfile::tempdir().unwrap();
-        let emu = Emulator::start(vec![(
-            LinkSpec {
-                name: "a-b".into(),
-                params: LinkParams {
-                    delay: Duration::from_millis(5),
-                    ..Default::default()
+        let emu = Emulator::start(
+            vec![(
+                LinkSpec {
+                    name: "a-b".into(),
+                    params: LinkParams {
+                        delay: Duration::from_millis(5),
+                        ..Default::default()
+                    },
+                    seeds: [1, 2],
+                    capture: Some(dir.path().to_path_buf()),
                 },
-                seeds: [1, 2],
-                capture: Some(dir.path().to_path_buf()),
-            },
-            [a_emu, b_emu],
-        )])
+                [a_emu.into(), b_emu.into()],
+            )],
+            Timing::default(),
+        )
         .unwrap();
         let ctl = emu.control();
         let t0 = std::time::Instant::now();

@@ -9,8 +9,9 @@
 //!   "userspace"`, `capture`), and how it plugs into the data plane: a TUN device at each end in
 //!   place of the veth pair (why TUN: see there).
 //! - [`gso`]: TCP segmentation offload on the TUN devices, cut back into segments for the model.
-//! - [`timer`]: `CLOCK_MONOTONIC`, timerfd, 1 ns timer slack, spin before deadlines.
+//! - [`cpus`]: which CPU the packet thread keeps, and where replicas and load generators go.
 //! - [`pcap`]: classic pcap files (`capture = true`).
+//! - [`tap`]: when each packet entered the link, by the kernel's clock.
 //! - [`tun`]: TUN devices in a namespace.
 //!
 //! How a backend uses it: [`deploy`] (the data plane's `prepare`, then [`take_emulated`], which
@@ -28,22 +29,30 @@
 //! a keeper process, which carries the run's emulated links until `sdnbed down` stops it
 //! (`cli::lab`).
 //!
-//! Cost: the packet thread runs at `SCHED_FIFO` priority and busy-polls within 100 µs of a
-//! deadline, so under a steady packet stream (e.g. a 1 Gbit/s shaped flow, a delivery every
-//! 12 µs) it keeps one CPU busy; it also does the receiving stack's work of every packet it
-//! writes (the kernel processes a TUN write in the writer's context).
+//! Time: the packet thread waits with [`crate::workload::timer`], the one precise timer of
+//! sdnbed's real-time loops (the load generator's and the server's too): `CLOCK_MONOTONIC`, a
+//! timerfd armed with an absolute deadline, 1 ns timer slack, a spin before the deadline, all
+//! in one epoll set with the TUN devices.
+//!
+//! Cost: the packet thread runs on a CPU of its own ([`cpus`]) and, with the default
+//! [`Timing::Sleep`], busy-polls only the last stretch before each delivery: under a steady
+//! stream (a 1 Gbit/s shaped flow, a delivery every 12 µs) that is all of its CPU, with a
+//! ping every 1 ms a few per cent ([`Timing`] lists the busy-polling choices). It also does the
+//! receiving stack's work of every packet it writes (the kernel processes a TUN write in the
+//! writer's context).
 
 pub mod attach;
+pub mod cpus;
 pub mod engine;
 pub mod gso;
 pub mod pcap;
-pub mod timer;
+pub mod tap;
 pub mod tun;
 
 pub use attach::{
     attach, deploy, take_emulated, Attached, Carrier, EmulatedLink, EmulatedLinks, ServiceLink,
 };
-pub use engine::{EmuControl, Emulator, LinkSpec, LinkTotals};
+pub use engine::{EmuControl, Emulator, End, LinkSpec, LinkTotals, Timing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkEmuError {
@@ -66,6 +75,8 @@ pub enum LinkEmuError {
     NotEmulated(usize),
     #[error("data plane: {0}")]
     Dataplane(String),
+    #[error("SDNBED_LINKEMU_TIMING={0}: expected ready, spin or sleep")]
+    Timing(String),
     #[error("the emulator's packet thread panicked")]
     Panicked,
 }

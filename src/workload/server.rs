@@ -3,7 +3,9 @@
 //! One event-loop thread owns the listener and every connection (HTTP/1.1 keep-alive,
 //! pipelining answered in order). A workload request (any path but `/ready` and `/metrics`) is
 //! served by one of `workers` workers for a service time drawn from the version's distribution;
-//! requests beyond `workers` wait in one FIFO queue, in arrival order. With [`Work::Sleep`] a
+//! requests beyond `workers` wait in one FIFO queue, in arrival order: the simulator's
+//! [`WorkerPool`] decides who is served and who waits, so a replica queues here exactly as it
+//! does in simulation. With [`Work::Sleep`] a
 //! worker is a deadline in the loop's timer heap, woken by the precise timer of
 //! [`super::timer`], so sub-millisecond service times are honoured and thousands of sleeping
 //! requests cost nothing; with [`Work::Cpu`] each worker is a thread that burns the service time
@@ -34,6 +36,7 @@ use super::timer::{self, Clock, DeadlineWait, DEFAULT_SPIN};
 use super::WorkloadError;
 use crate::model::dist::Dist;
 use crate::model::rng::SeedTree;
+use crate::model::service::WorkerPool;
 use crate::model::time::{Duration, Instant};
 
 /// How a worker spends a request's service time.
@@ -202,8 +205,8 @@ impl Conn {
     }
 }
 
-/// A request waiting for or holding a worker.
-#[derive(Clone, Copy, Debug)]
+/// A request waiting for or holding a worker (unique by connection token and sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Job {
     token: u64,
     seq: u64,
@@ -216,12 +219,11 @@ struct Job {
 struct Due {
     at: Instant,
     order: u64,
-    token: u64,
-    seq: u64,
-    status: u16,
+    job: Job,
 }
 
-/// The CPU workers: a FIFO of jobs, threads that burn each job's time, and a done list.
+/// The CPU workers: the jobs [`WorkerPool`] admitted (never more than there are threads),
+/// threads that burn each job's time, and a done list.
 struct Pool {
     queue: Mutex<VecDeque<Job>>,
     ready: Condvar,
@@ -242,14 +244,13 @@ struct Server<'a> {
     gen: u32,
     rng: crate::model::rng::Rng,
     zero_time: bool,
-    /// Sleep workers: jobs in service by completion time, and the FIFO of waiting jobs.
-    in_service: usize,
+    /// Which jobs hold a worker and which wait, in FIFO order.
+    workers: WorkerPool<Job>,
+    /// Sleep workers: jobs in service by completion time.
     timers: BinaryHeap<Reverse<Due>>,
     timer_seq: u64,
-    queue: VecDeque<Job>,
+    /// CPU workers (`Work::Cpu`): the threads that serve the admitted jobs.
     pool: Option<(Arc<Pool>, Vec<std::thread::JoinHandle<()>>)>,
-    /// CPU workers: jobs handed to the pool and not yet back.
-    pool_outstanding: usize,
     draining: bool,
     /// While draining: until when fresh connections may still send their first request.
     linger_until: Option<Instant>,
@@ -306,12 +307,10 @@ impl<'a> Server<'a> {
             gen: 0,
             rng: SeedTree::new(cfg.seed).rng(&format!("serve/{}", cfg.version)),
             zero_time: cfg.service_time.is_zero(),
-            in_service: 0,
+            workers: WorkerPool::new(u32::try_from(cfg.workers).unwrap_or(u32::MAX)),
             timers: BinaryHeap::new(),
             timer_seq: 0,
-            queue: VecDeque::new(),
             pool,
-            pool_outstanding: 0,
             draining: false,
             linger_until: None,
             body: vec![b'x'; cfg.response_size],
@@ -372,7 +371,7 @@ impl<'a> Server<'a> {
 
     /// Requests holding or waiting for a worker.
     fn busy(&self) -> usize {
-        self.in_service + self.queue.len() + self.pool_outstanding
+        self.workers.in_service() + self.workers.queued()
     }
 
     fn accept_all(&mut self) -> Result<(), WorkloadError> {
@@ -582,30 +581,27 @@ impl<'a> Server<'a> {
     }
 
     fn submit(&mut self, job: Job) {
+        if self.workers.arrive(job) {
+            self.start_job(job);
+        }
+    }
+
+    /// A worker takes `job`: a CPU thread, or a deadline in the timer heap.
+    fn start_job(&mut self, job: Job) {
         if let Some((pool, _)) = &self.pool {
-            self.pool_outstanding += 1;
             pool.queue
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push_back(job);
             pool.ready.notify_one();
-        } else if self.in_service < self.cfg.workers.max(1) {
-            self.start_job(job);
-        } else {
-            self.queue.push_back(job);
+            return;
         }
-    }
-
-    fn start_job(&mut self, job: Job) {
-        self.in_service += 1;
         self.timer_seq += 1;
         let at = self.clock.now() + job.service;
         self.timers.push(Reverse(Due {
             at,
             order: self.timer_seq,
-            token: job.token,
-            seq: job.seq,
-            status: job.status,
+            job,
         }));
     }
 
@@ -617,11 +613,7 @@ impl<'a> Server<'a> {
                 break;
             }
             self.timers.pop();
-            self.in_service -= 1;
-            if let Some(next) = self.queue.pop_front() {
-                self.start_job(next);
-            }
-            self.finish_job(due.token, due.seq, due.status);
+            self.release(&due.job);
         }
     }
 
@@ -630,9 +622,16 @@ impl<'a> Server<'a> {
         pool.wake.clear();
         let done = std::mem::take(&mut *pool.done.lock().unwrap_or_else(|e| e.into_inner()));
         for job in done {
-            self.pool_outstanding -= 1;
-            self.finish_job(job.token, job.seq, job.status);
+            self.release(&job);
         }
+    }
+
+    /// `job`'s service is over: its worker takes the next queued job, and `job` is answered.
+    fn release(&mut self, job: &Job) {
+        if let Some(next) = self.workers.complete(job) {
+            self.start_job(next);
+        }
+        self.finish_job(job.token, job.seq, job.status);
     }
 
     fn finish_job(&mut self, tok: u64, seq: u64, status: u16) {
@@ -704,8 +703,8 @@ impl<'a> Server<'a> {
                     let text = metrics_text(
                         &self.cfg.version,
                         &self.stats.responses,
-                        self.in_service + self.pool_outstanding,
-                        self.queue.len(),
+                        self.workers.in_service(),
+                        self.workers.queued(),
                         !draining,
                     );
                     http::write_response(

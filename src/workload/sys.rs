@@ -1,5 +1,5 @@
-//! The thin layer over Linux system calls that the server and the generator share: epoll,
-//! non-blocking TCP sockets, eventfd and timerfd.
+//! The thin layer over Linux system calls that the server, the generator and the link
+//! emulator's packet thread share: epoll, non-blocking TCP sockets, eventfd, timerfd, clocks.
 //!
 //! Everything here is a direct, documented wrapper of one kernel facility; the event loops above
 //! it hold all the logic. File descriptors are owned (`OwnedFd`, `TcpStream`), so they close on
@@ -299,12 +299,21 @@ impl EventFd {
 
 /// Reads `CLOCK_MONOTONIC` in nanoseconds (vDSO, no system call).
 pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Reads `CLOCK_REALTIME` (wall-clock time) in nanoseconds since the Unix epoch.
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: `ts` is a valid out-pointer; both clocks always exist.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

@@ -1,4 +1,7 @@
 //! Precise time for the real-time loops: the run's clock and a sub-millisecond deadline wait.
+//! It is the one timer of every such loop: the server's, the load generator's and the link
+//! emulator's packet thread (`linkemu::engine`), which waits on its TUN devices and its
+//! deliveries' deadlines in one [`DeadlineWait`].
 //!
 //! tokio's timers (and `epoll_wait`'s millisecond timeout) round up to a millisecond, which would
 //! turn a `const(200us)` service time into 1 ms and make a 5,000 req/s schedule bursty. The
@@ -42,6 +45,16 @@ impl Clock {
     }
     pub fn now(&self) -> Instant {
         Instant(sys::monotonic_ns().saturating_sub(self.origin_ns))
+    }
+    /// The instant of a `CLOCK_REALTIME` timestamp (a kernel packet timestamp), through the
+    /// two clocks' offset as of now (so a wall-clock step or slew is followed).
+    pub fn from_realtime(&self, real_ns: u64) -> Instant {
+        let offset = sys::realtime_ns().saturating_sub(sys::monotonic_ns());
+        Instant(
+            real_ns
+                .saturating_sub(offset)
+                .saturating_sub(self.origin_ns),
+        )
     }
     fn to_monotonic_ns(self, t: Instant) -> u64 {
         self.origin_ns.saturating_add(t.as_nanos())

@@ -72,7 +72,7 @@ pub fn deploy_emulated(sc: &Scenario, run: &str, capture: Option<&Path>) -> Run 
 }
 
 pub fn mono_ns() -> u64 {
-    sdnbed::linkemu::timer::monotonic_ns()
+    sdnbed::workload::sys::monotonic_ns()
 }
 
 pub fn udp_in(ns: &str, addr: SocketAddrV4) -> UdpSocket {

@@ -10,6 +10,7 @@
 
 mod experiment;
 mod run;
+pub mod stats;
 mod table;
 
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@ use crate::results::{self, ResultsError};
 
 pub use experiment::plot_experiment;
 pub use run::plot_run;
-pub use table::{compare, TableFormat};
+pub use table::{compare, Analysis, TableFormat, TableKind, TableOptions, METRICS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -40,6 +40,8 @@ pub enum ReportError {
     Font,
     #[error("{0}: no complete runs")]
     NoRuns(PathBuf),
+    #[error("unknown column `{column}`; the columns are {known}")]
+    UnknownColumn { column: String, known: String },
 }
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");

@@ -7,6 +7,7 @@ mod compare;
 pub mod lab;
 pub mod load;
 mod plot;
+mod report;
 mod run;
 pub mod serve;
 mod validate;
@@ -38,6 +39,7 @@ enum Command {
     Validate(validate::ValidateArgs),
     Plot(plot::PlotArgs),
     Compare(compare::CompareArgs),
+    Report(report::ReportArgs),
     /// Deploy a scenario's network on network namespaces and leave it up (lab mode, root).
     Up(lab::UpArgs),
     /// Run a command in a node's namespace of a lab run.
@@ -67,6 +69,7 @@ pub fn main() -> i32 {
         Command::Validate(a) => validate::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Report(a) => report::run(a),
         Command::Up(a) => lab::up(a),
         Command::Exec(a) => lab::exec(a),
         Command::Down(a) => lab::down(a),

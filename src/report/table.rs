@@ -340,11 +340,22 @@ impl Analysis {
 
     /// Decimals for the numbers of metric `m`: from the largest magnitude among its means and
     /// interval ends (3 significant digits for small values, none from 100 up).
-    fn decimals(&self, m: &Metric) -> usize {
+    pub(crate) fn decimals(&self, m: &Metric) -> usize {
         let max = self
             .groups
             .iter()
             .filter_map(|g| g.values[Self::index(m)].1)
+            .flat_map(|i| [i.mean.abs(), i.lo.abs(), i.hi.abs()])
+            .fold(0.0, f64::max);
+        decimals(max)
+    }
+
+    /// Decimals for the differences in `pairs` (from their own magnitudes, which are often
+    /// far below the means').
+    pub(crate) fn diff_decimals(pairs: &[Pair]) -> usize {
+        let max = pairs
+            .iter()
+            .filter_map(|p| p.diff)
             .flat_map(|i| [i.mean.abs(), i.lo.abs(), i.hi.abs()])
             .fold(0.0, f64::max);
         decimals(max)
@@ -645,8 +656,9 @@ fn pairs_markdown(a: &Analysis, cols: &[&'static Metric]) -> String {
     );
     out.push_str("| --- | --- | --- | ---: | ---: | ---: |\n");
     for m in cols {
-        let d = a.decimals(m);
-        for p in a.pairs(m) {
+        let pairs = a.pairs(m);
+        let d = Analysis::diff_decimals(&pairs);
+        for p in pairs {
             let (la, lb) = pair_label(a, &p);
             out.push_str(&md_row(&[
                 m.heading(),
@@ -713,8 +725,9 @@ fn pairs_latex(a: &Analysis, cols: &[&'static Metric], wide: bool, name: &str) -
             "\\midrule\n\\multicolumn{{3}}{{@{{}}l}}{{\\emph{{{}}}}} \\\\\n",
             latex_escape(&m.heading())
         ));
-        let d = a.decimals(m);
-        for p in a.pairs(m).iter() {
+        let pairs = a.pairs(m);
+        let d = Analysis::diff_decimals(&pairs);
+        for p in pairs.iter() {
             let (la, lb) = pair_label(a, p);
             let (mean, ci) = match p.diff {
                 None => ("--".to_string(), String::new()),

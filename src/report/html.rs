@@ -78,9 +78,9 @@ fn figures(out: &mut String, dir: &Path, names: &[&str], caption_prefix: &str) {
         };
         // The page embeds the font once; drop the copy each SVG carries for standalone use.
         let svg = strip_font_face(&svg);
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<figure>{svg}<figcaption>{}{}</figcaption></figure>\n",
+            "<figure>{svg}<figcaption>{}{}</figcaption></figure>",
             esc(caption_prefix),
             esc(name)
         );

@@ -25,7 +25,7 @@ service version, timed events, a parameter sweep) on a backend and writes an imm
 self-describing results directory with time series, per-version and per-phase statistics and \
 figures.\n\nThe scenario format is documented in docs/scenario.md.",
     after_help = "Examples:\n  sdnbed run scenarios/quickstart.toml\n  sdnbed run scenarios/strategies.toml --jobs 2\n  \
-sdnbed run scenarios/quickstart.toml --set rollout.strategy=canary --seed 3\n  sdnbed validate scenarios/*.toml\n  \
+sdnbed run scenarios/quickstart.toml --set rollout.strategy=canary --set 'rollout.canary.steps=[{weight=10,pause=\"10s\"},{weight=100}]' --seed 3\n  sdnbed validate scenarios/*.toml\n  \
 sdnbed compare results/strategies/<experiment> --format latex"
 )]
 struct Cli {

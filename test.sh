@@ -10,6 +10,9 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The HTML report's browser test and the paper's LaTeX (tests/output_html.rs, output_latex.rs).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v pdflatex >/dev/null 2>&1 || missing+=(texlive-latex-base texlive-latex-recommended texlive-fonts-recommended)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]}"

@@ -7,7 +7,7 @@ mod output_fixture;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sdnbed::report::{self, TableFormat};
+use sdnbed::report::{self, TableFormat, TableKind, TableOptions};
 use sdnbed::results;
 
 fn fresh(name: &str) -> PathBuf {
@@ -140,7 +140,8 @@ fn experiment_figures_and_tables() {
     assert_eq!(p99.len(), 3);
     p99.sort_by(f64::total_cmp);
 
-    let csv = report::compare(&exp, TableFormat::Csv).unwrap();
+    let opts = |f| TableOptions::new(f);
+    let csv = report::compare(&exp, &opts(TableFormat::Csv)).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 6);
     let header: Vec<&str> = lines[0].split(',').collect();
@@ -152,15 +153,17 @@ fn experiment_figures_and_tables() {
     assert_eq!(&row[..4], ["rolling", "4000/s", "3", "completed"]);
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let num = |name: &str| row[col(name)].parse::<f64>().unwrap();
-    assert!((num("p99_ms_median") - p99[1]).abs() < 1e-6);
-    assert!((num("p99_ms_min") - p99[0]).abs() < 1e-6);
-    assert!((num("p99_ms_max") - p99[2]).abs() < 1e-6);
-    assert_eq!(num("rollout_s_median"), 20.0);
-    assert_eq!(num("extra_replica_s_max"), 50.0);
+    // The mean of the group's runs, inside its interval, the interval inside their range.
+    let mean = p99.iter().sum::<f64>() / 3.0;
+    assert!((num("p99_ms_mean") - mean).abs() < 1e-6);
+    assert!(num("p99_ms_lo") >= p99[0] - 1e-6 && num("p99_ms_lo") <= mean);
+    assert!(num("p99_ms_hi") <= p99[2] + 1e-6 && num("p99_ms_hi") >= mean);
+    assert_eq!(num("p99_ms_n"), 3.0);
+    assert_eq!(num("rollout_s_mean"), 20.0);
 
-    let md = report::compare(&exp, TableFormat::Markdown).unwrap();
+    let md = report::compare(&exp, &opts(TableFormat::Markdown)).unwrap();
     let md_lines: Vec<&str> = md.lines().collect();
-    assert_eq!(md_lines.len(), 2 + 6);
+    assert_eq!(md_lines.len(), 2 + 6 + 2);
     assert!(md_lines[0]
         .starts_with("| rollout.strategy | workload.users.rate | runs | outcome | p50 (ms)"));
     assert!(md_lines[1].ends_with("---: |"));
@@ -169,15 +172,47 @@ fn experiment_figures_and_tables() {
         "{}",
         md_lines[5]
     );
-    assert!(md_lines[5].contains(" | 20 | 50 | "), "{}", md_lines[5]);
+    assert!(md_lines[5].contains(" | 20.0 | 50.0 | "), "{}", md_lines[5]);
 
-    let tex = report::compare(&exp, TableFormat::Latex).unwrap();
-    assert!(tex.starts_with("\\begin{tabular}{llllrrrrrrrrr}\n\\toprule\n"));
-    assert!(tex.contains("rollout.strategy & workload.users.rate & runs & outcome & p50 (ms)"));
-    assert!(tex.contains("\\midrule\n") && tex.ends_with("\\bottomrule\n\\end{tabular}\n"));
-    assert_eq!(tex.matches(" \\\\\n").count(), 1 + 6);
+    let tex = report::compare(&exp, &opts(TableFormat::Latex)).unwrap();
     assert!(
-        tex.contains(" [") && tex.contains("--"),
-        "ranges use en-dashes"
+        tex.starts_with("\\begin{table}[t]\n\\centering\n\\small\n"),
+        "{tex}"
     );
+    assert!(tex.contains("\\begin{tabular}{llr@{\\,}lr@{\\,}lr@{\\,}lr@{\\,}l}\n\\toprule\n"));
+    assert!(
+        tex.contains("strategy & rate & \\multicolumn{2}{c}{p99 during}"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains("\\multicolumn{2}{c}{(ms)}"),
+        "units in the header: {tex}"
+    );
+    assert!(tex.contains("\\midrule\n") && tex.ends_with("\\end{table}\n"));
+    assert_eq!(tex.matches(" \\\\\n").count(), 2 + 6);
+    let wide = TableOptions {
+        wide: true,
+        columns: Some(vec!["p50_ms".into(), "p99_ms".into()]),
+        ..opts(TableFormat::Latex)
+    };
+    let tex = report::compare(&exp, &wide).unwrap();
+    assert!(tex.starts_with("\\begin{table*}") && tex.contains("{llr@{\\,}lr@{\\,}l}"));
+
+    // Pairs: 6 groups, 15 pairs per metric, Holm never below the raw p-value.
+    let pairs = TableOptions {
+        kind: TableKind::Pairs,
+        columns: Some(vec!["p99_ms".into()]),
+        ..opts(TableFormat::Csv)
+    };
+    let csv = report::compare(&exp, &pairs).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 15);
+    for r in &rows {
+        let (p, holm): (f64, f64) = (r[6].parse().unwrap(), r[7].parse().unwrap());
+        assert!(holm >= p && holm <= 1.0, "{r:?}");
+    }
 }

@@ -8,6 +8,7 @@ pub mod lab;
 pub mod load;
 mod manifests;
 mod plot;
+mod report;
 mod run;
 pub mod serve;
 mod validate;
@@ -25,7 +26,7 @@ service version, timed events, a parameter sweep) on a backend and writes an imm
 self-describing results directory with time series, per-version and per-phase statistics and \
 figures.\n\nThe scenario format is documented in docs/scenario.md.",
     after_help = "Examples:\n  sdnbed run scenarios/quickstart.toml\n  sdnbed run scenarios/strategies.toml --jobs 2\n  \
-sdnbed run scenarios/quickstart.toml --set rollout.strategy=canary --seed 3\n  sdnbed validate scenarios/*.toml\n  \
+sdnbed run scenarios/quickstart.toml --set rollout.strategy=canary --set 'rollout.canary.steps=[{weight=10,pause=\"10s\"},{weight=100}]' --seed 3\n  sdnbed validate scenarios/*.toml\n  \
 sdnbed compare results/strategies/<experiment> --format latex"
 )]
 struct Cli {
@@ -39,6 +40,7 @@ enum Command {
     Validate(validate::ValidateArgs),
     Plot(plot::PlotArgs),
     Compare(compare::CompareArgs),
+    Report(report::ReportArgs),
     /// Print a scenario as Kubernetes objects (YAML), as `run --backend kube` applies them.
     Manifests(manifests::ManifestsArgs),
     /// Deploy a scenario on network namespaces, services serving, and leave it up (lab mode,
@@ -73,6 +75,7 @@ pub fn main() -> i32 {
         Command::Validate(a) => validate::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Report(a) => report::run(a),
         Command::Manifests(a) => manifests::run(a),
         Command::Up(a) => lab::up(a),
         Command::Rollout(a) => lab::rollout(a),

@@ -183,11 +183,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         figures = crate::report::plot_experiment(&exp_dir)
             .with_context(|| format!("plotting the experiment in {}", exp_dir.display()))?;
     }
+    let report = if args.no_plots {
+        None
+    } else {
+        Some(
+            crate::report::write_report(&exp_dir)
+                .with_context(|| format!("writing the report of {}", exp_dir.display()))?,
+        )
+    };
     for (_, l, _) in &lines {
         println!("{l}");
     }
     println!("experiment: {}", exp_dir.display());
     println!("summary:    {}", summary.display());
+    if let Some(report) = report {
+        println!("report:     {}", report.display());
+    }
     for f in figures
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "png"))

@@ -100,15 +100,25 @@ pub fn plot_experiment(exp_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
             series,
             during,
         };
-        let name: String = format!(
-            "sweep-{}",
-            key.chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .collect::<String>()
-        );
-        out.extend(render(&fig, &exp_dir.join("figures"), &name, 3.5, 3.2)?);
+        out.extend(render(
+            &fig,
+            &exp_dir.join("figures"),
+            &figure_name(key),
+            3.5,
+            3.2,
+        )?);
     }
     Ok(out)
+}
+
+/// The file name (without extension) of `key`'s sweep figure: `sweep-rollout-strategy`.
+pub(crate) fn figure_name(key: &str) -> String {
+    format!(
+        "sweep-{}",
+        key.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>()
+    )
 }
 
 /// The values of the other swept keys, `rate=1000/s, strategy=canary`; empty with one key.

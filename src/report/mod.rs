@@ -3,13 +3,16 @@
 //! Everything here reads what [`crate::results`] wrote (never the in-memory metrics), so a
 //! figure can be redrawn from an archived run. Figures are sized for one column of a two-column
 //! paper (3.5 in wide): PNG at 300 dpi (1050 px wide), SVG with the same drawing and a physical
-//! size in inches; text is 7–8 pt at that size. The vendored DejaVu
-//! Sans registered as `sans-serif`, so no system font is needed and SVGs fall back to any
-//! sans-serif font. Colours are the Okabe–Ito palette (distinguishable with colour-blindness).
+//! size in inches; text is 7–8 pt at that size. PNGs say their 300 dpi (a `pHYs` chunk), so
+//! LaTeX places them 3.5 in wide without `width=`. Text is the vendored DejaVu Sans, which SVGs
+//! carry inside them (an `@font-face` with a `data:` URL, about 1 MB per file), so no system
+//! font is needed to draw or view them. Colours are the Okabe–Ito palette (distinguishable with colour-blindness).
 //! Figures are derived files: they go to a `figures/` directory and are replaced on redraw.
 
 mod experiment;
+mod html;
 mod run;
+pub mod stats;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +24,18 @@ use plotters::prelude::*;
 use crate::results::{self, ResultsError};
 
 pub use experiment::plot_experiment;
+pub use html::write_report;
 pub use run::plot_run;
-pub use table::{compare, TableFormat};
+pub use table::{compare, Analysis, TableFormat, TableKind, TableOptions, METRICS};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32_is_the_png_crc() {
+        // The IEND chunk's CRC, as every PNG ends with it.
+        assert_eq!(super::crc32(b"IEND"), 0xae42_6082);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -39,10 +52,14 @@ pub enum ReportError {
     Font,
     #[error("{0}: no complete runs")]
     NoRuns(PathBuf),
+    #[error("unknown column `{column}`; the columns are {known}")]
+    UnknownColumn { column: String, known: String },
 }
 
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+/// The family figures are drawn in, and the name SVGs give their embedded font.
+pub(crate) const SVG_FAMILY: &str = "DejaVu Sans";
+const FAMILY: &str = SVG_FAMILY;
 
 fn register_font() -> Result<(), ReportError> {
     static DONE: OnceLock<bool> = OnceLock::new();
@@ -142,6 +159,7 @@ pub(crate) fn render<F: Figure>(
         &format!("<svg width=\"{w_in}in\" height=\"{h_in}in\""),
         1,
     );
+    let svg = embed_font(&svg);
     results::write_atomic(dir, &format!("{name}.svg"), svg.as_bytes())?;
 
     // The bitmap backend picks the encoder from the extension, so the temporary name ends in .png.
@@ -154,11 +172,68 @@ pub(crate) fn render<F: Figure>(
             .map_err(draw_err(&png_path))?;
         root.present().map_err(de).map_err(draw_err(&png_path))?;
     }
+    set_png_dpi(&tmp, 300.0).map_err(|e| ReportError::Draw {
+        path: png_path.clone(),
+        msg: e.to_string(),
+    })?;
     std::fs::rename(&tmp, &png_path).map_err(|e| ReportError::Draw {
         path: png_path.clone(),
         msg: e.to_string(),
     })?;
     Ok(vec![svg_path, png_path])
+}
+
+/// Makes an SVG carry its font: an `@font-face` with the vendored DejaVu Sans as a `data:` URL
+/// right after the opening tag, so the SVG looks the same on a machine without the font.
+fn embed_font(svg: &str) -> String {
+    use base64::Engine as _;
+    let Some(end) = svg.find('>') else {
+        return svg.to_string();
+    };
+    let font = base64::engine::general_purpose::STANDARD.encode(FONT);
+    format!(
+        "{}\n<style>@font-face{{font-family:'{SVG_FAMILY}';src:url(data:font/ttf;base64,{font}) format('truetype')}}</style>{}",
+        &svg[..=end],
+        &svg[end + 1..]
+    )
+}
+
+/// CRC-32 (ISO 3309, as PNG chunks use it).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// Inserts a `pHYs` chunk (pixels per metre) after the PNG's header chunk, so that LaTeX and
+/// image viewers place it at its physical size.
+fn set_png_dpi(path: &Path, dpi: f64) -> std::io::Result<()> {
+    let png = std::fs::read(path)?;
+    // 8-byte signature, then IHDR: 4 length + 4 type + 13 data + 4 CRC.
+    let at = 8 + 4 + 4 + 13 + 4;
+    if png.len() < at || &png[12..16] != b"IHDR" {
+        return Err(std::io::Error::other("not a PNG with an IHDR chunk first"));
+    }
+    let ppm = (dpi / 0.0254).round() as u32;
+    let mut chunk = b"pHYs".to_vec();
+    chunk.extend(ppm.to_be_bytes());
+    chunk.extend(ppm.to_be_bytes());
+    chunk.push(1); // unit: metre
+    let mut out = png[..at].to_vec();
+    out.extend(9u32.to_be_bytes());
+    out.extend(&chunk);
+    out.extend(crc32(&chunk).to_be_bytes());
+    out.extend(&png[at..]);
+    std::fs::write(path, out)
 }
 
 /// A number for an axis label or a table cell: 3 significant digits for small values,

@@ -46,6 +46,20 @@ fn without_provenance(run_json: &[u8]) -> serde_json::Value {
     v
 }
 
+/// `report.html` of a one-run experiment with the run's start time (from its run.json) blanked:
+/// the report shows the provenance, and only the time may differ between equal runs.
+fn report_without_start(files: &BTreeMap<PathBuf, Vec<u8>>, report: &Path) -> Vec<u8> {
+    let (_, run_json) = files
+        .iter()
+        .find(|(p, _)| p.ends_with("run.json"))
+        .expect("a run.json");
+    let v: serde_json::Value = serde_json::from_slice(run_json).unwrap();
+    let started = v["provenance"]["started"].as_str().expect("a start time");
+    String::from_utf8_lossy(&files[report])
+        .replace(started, "STARTED")
+        .into_bytes()
+}
+
 #[test]
 fn same_seed_same_files_other_seed_other_files() {
     let tmp = tempfile::tempdir().unwrap();
@@ -70,6 +84,12 @@ fn same_seed_same_files_other_seed_other_files() {
                 without_provenance(bytes),
                 without_provenance(&b[path]),
                 "{}",
+                path.display()
+            );
+        } else if path.ends_with("report.html") {
+            assert!(
+                report_without_start(&a, path) == report_without_start(&b, path),
+                "{} differs between two runs with the same seed (beyond the start time)",
                 path.display()
             );
         } else {

@@ -57,7 +57,7 @@ fn run_figures_exist_and_are_not_trivial() {
     }
     let svg = fs::read_to_string(dir.join("figures/latency.svg")).unwrap();
     assert!(svg.contains("latency (ms)") && svg.contains("time (s)") && svg.contains("p99.9"));
-    assert!(svg.contains("sans-serif"));
+    assert!(svg.contains("@font-face{font-family:'DejaVu Sans';src:url(data:font/ttf;base64,"));
     assert!(
         svg.starts_with("<svg width=\"3.5in\" height=\"2.3in\" viewBox=\"0 0 1050 690\""),
         "{}",
@@ -179,24 +179,31 @@ fn experiment_figures_and_tables() {
         tex.starts_with("\\begin{table}[t]\n\\centering\n\\small\n"),
         "{tex}"
     );
-    assert!(tex.contains("\\begin{tabular}{llr@{\\,}lr@{\\,}lr@{\\,}lr@{\\,}l}\n\\toprule\n"));
     assert!(
-        tex.contains("strategy & rate & \\multicolumn{2}{c}{p99 during}"),
+        tex.contains("\\begin{tabular}{@{}llrrrr@{}}\n\\toprule\n"),
         "{tex}"
     );
     assert!(
-        tex.contains("\\multicolumn{2}{c}{(ms)}"),
+        tex.contains("strategy & rate & p99 during & errors & rollout & extra \\\\\n"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains(" &  & (ms) &  & (s) & (replica-s) \\\\\n"),
         "units in the header: {tex}"
     );
     assert!(tex.contains("\\midrule\n") && tex.ends_with("\\end{table}\n"));
-    assert_eq!(tex.matches(" \\\\\n").count(), 2 + 6);
+    // Two header lines, then each of the 6 rows with its intervals on a line of its own.
+    assert_eq!(tex.matches(" \\\\\n").count(), 2 + 6 * 2, "{tex}");
     let wide = TableOptions {
         wide: true,
         columns: Some(vec!["p50_ms".into(), "p99_ms".into()]),
         ..opts(TableFormat::Latex)
     };
     let tex = report::compare(&exp, &wide).unwrap();
-    assert!(tex.starts_with("\\begin{table*}") && tex.contains("{llr@{\\,}lr@{\\,}l}"));
+    assert!(
+        tex.starts_with("\\begin{table*}") && tex.contains("{@{}llrr@{}}"),
+        "{tex}"
+    );
 
     // Pairs: 6 groups, 15 pairs per metric, Holm never below the raw p-value.
     let pairs = TableOptions {

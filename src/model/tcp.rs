@@ -608,9 +608,10 @@ impl Sender {
         if !self.cfg.rack {
             return;
         }
-        let reo_wnd = if !matches!(self.state, CaState::Open) || sacked >= self.cfg.dupthresh {
-            Duration::ZERO
-        } else if self.min_rtt == Duration::MAX {
+        let reo_wnd = if !matches!(self.state, CaState::Open)
+            || sacked >= self.cfg.dupthresh
+            || self.min_rtt == Duration::MAX
+        {
             Duration::ZERO
         } else {
             Duration::from_nanos(self.min_rtt.as_nanos() / 4)
@@ -742,7 +743,7 @@ impl Sender {
                 len: (s.end - s.start) as u32,
                 retransmit: true,
             }
-        } else if self.nxt < self.written && self.nxt + 1 <= self.una + self.cfg.rwnd {
+        } else if self.nxt < self.written && self.nxt < self.una + self.cfg.rwnd {
             let len = (self.written - self.nxt)
                 .min(u64::from(self.cfg.mss))
                 .min(self.una + self.cfg.rwnd - self.nxt);
@@ -906,9 +907,8 @@ impl Receiver {
             self.ooo.remove(0);
         }
         self.recent.retain(|&s| s > self.nxt);
-        if had_ooo {
-            self.ack_now = true;
-        } else if self.unacked > u64::from(self.cfg.mss) || (self.quick > 0 && !self.pingpong) {
+        // A filled hole, more than one full segment unacknowledged, or quick-ack mode.
+        if had_ooo || self.unacked > u64::from(self.cfg.mss) || (self.quick > 0 && !self.pingpong) {
             self.ack_now = true;
         } else if self.delack_at.is_none() {
             self.delack_at = Some(now + self.cfg.delack);
@@ -1089,7 +1089,10 @@ mod tests {
         let (w2, w6) = cubic_run(100);
         let k = (30.0f64 / 0.4).cbrt();
         let cubic = 0.4 * (2.1 - k).powi(3) + 100.0;
-        assert!((f64::from(w2) - cubic).abs() <= 3.0, "cwnd {w2} at 2 s, cubic says {cubic:.1}");
+        assert!(
+            (f64::from(w2) - cubic).abs() <= 3.0,
+            "cwnd {w2} at 2 s, cubic says {cubic:.1}"
+        );
         assert!(w6 > 100, "cwnd {w6} after 6 s");
         // At a 10 ms RTT the Reno-friendly estimate is ahead of the cubic (tcp_friendliness:
         // one segment per 27/8 windows of ACKs): 70 + 200 RTTs × 8/27 ≈ 129 at 2 s.

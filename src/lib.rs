@@ -10,9 +10,10 @@
 //! - [`scenario`] parses and validates the file format into a [`scenario::Scenario`] that later
 //!   code never re-checks, and expands sweeps into runs.
 //! - [`model`] holds the sans-IO cores (time, seeds, distributions, links, services, steering,
-//!   rollout strategies, canary analysis, arrival schedules, routes) and the parameter types they
-//!   take; it imports nothing of `scenario`. They take `now` as an argument and say when they next
-//!   need attention, so one implementation serves simulation and emulation alike.
+//!   rollout strategies, canary analysis, arrival schedules, routes, Linux TCP) and the
+//!   parameter types they take; it imports nothing of `scenario`. They take `now` as an argument
+//!   and say when they next need attention, so one implementation serves simulation and
+//!   emulation alike.
 //! - [`driver`] is the control core every backend shares: which replicas exist, what steering
 //!   is told and when (propagation delay), the rollout strategy's decisions, and what every
 //!   timed event (and its undo) means, as commands.

@@ -17,5 +17,6 @@ pub mod rollout;
 pub mod route;
 pub mod service;
 pub mod steering;
+pub mod tcp;
 pub mod time;
 pub mod units;

@@ -18,14 +18,17 @@
 //!   ACK). The SYN is steered when it crosses the service's gateway, by the gateway's
 //!   [`crate::model::steering::SteeringTable`]; the connection then stays on that replica
 //!   until it is closed (conntrack), whatever the weights do later.
-//! - **Messages.** Requests and responses cross every link on their route as packets (payload
-//!   split at the MSS, 40 header bytes each) through [`crate::model::link::LinkDirection`]:
-//!   serialization, drop-tail queue, delay, jitter, loss. A lost or dropped packet is
-//!   retransmitted after a retransmission timeout (200 ms for data, 1 s for a SYN, doubling with
-//!   each loss of the same packet), the way TCP recovers a tail loss; the message is delivered
-//!   when its last packet is. Fast retransmit (one round trip) is not modelled: loss costs a
-//!   full RTO here, an upper bound of TCP's penalty. A link that is down drops everything, so
-//!   traffic resumes after the link comes back and the next retransmission fires.
+//! - **Transport.** Requests and responses travel on TCP as Linux runs it
+//!   ([`crate::model::tcp`]: initial window 10, CUBIC, SACK with RACK and DupThresh loss
+//!   detection, PRR, tail-loss probes, RTO = SRTT + max(4·RTTVAR, 200 ms) with exponential
+//!   backoff, delayed and quick ACKs, slow start after idle), one sender and receiver per
+//!   direction of every connection. Each segment (one MSS of payload plus 40 header bytes, or
+//!   a bare ACK) crosses every link of the route as one packet through
+//!   [`crate::model::link::LinkDirection`]: serialization, drop-tail queue, delay, jitter,
+//!   loss. A message is delivered when its last byte arrives in order. SYN, SYN-ACK, RST and
+//!   the close of a draining server are single control packets, resent after 1 s (doubling)
+//!   for the handshake and 200 ms otherwise when lost. A link that is down drops everything;
+//!   traffic resumes when the link is back and the next retransmission fires.
 //! - **Replicas.** Each has `workers` concurrent servers and a FIFO queue
 //!   ([`crate::model::service::WorkerPool`]); service times come from its version's distribution
 //!   and its own generator, and a share `error_rate` of answers is a 500. A new replica listens
@@ -45,9 +48,9 @@
 //!
 //! # What is not
 //!
-//! TCP congestion control (a message's packets are offered to the link at once; drop-tail and
-//! the RTO penalty stand in for its reaction), CPU contention between replicas (`cpu` is
-//! ignored), and the gateway's own processing time.
+//! CPU contention between replicas (`cpu` is ignored), the gateway's own processing time, and
+//! the parts of TCP [`crate::model::tcp`] lists as not modelled (timestamps, pacing, HyStart,
+//! F-RTO, BBR).
 
 mod engine;
 mod topology;

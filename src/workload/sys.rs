@@ -161,7 +161,34 @@ fn new_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
         )
     })?;
     // SAFETY: fresh descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_congestion_control(fd.as_raw_fd());
+    Ok(fd)
+}
+
+/// The congestion control of every socket the built-in server and load generator open
+/// (accepted sockets inherit the listener's).
+pub const CONGESTION_CONTROL: &str = "cubic";
+
+/// `setsockopt(TCP_CONGESTION, "cubic")`: CUBIC, Linux's built-in default and what the
+/// simulator models ([`crate::model::tcp`]), whatever the host's default is (some hosts run
+/// BBR, which paces and recovers differently), so that loss means the same on both backends.
+/// Per socket because a network namespace may only pick a default from
+/// `tcp_allowed_congestion_control`, while a socket with `CAP_NET_ADMIN` may pick any
+/// algorithm the kernel has. Best effort: if the kernel refuses (no CUBIC, or not allowed
+/// without the capability), the socket keeps the host's default.
+fn set_congestion_control(fd: RawFd) {
+    let name = CONGESTION_CONTROL.as_bytes();
+    // SAFETY: `name` outlives the call and its length is passed.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr() as *const libc::c_void,
+            name.len() as u32,
+        )
+    };
 }
 
 fn set_int_opt(

@@ -10,7 +10,7 @@ use crate::scenario::types::{Arrivals, RateSchedule};
 use crate::scenario::units::RequestRate;
 use crate::sim::topology::Hop;
 
-use super::transport::MsgKind;
+use super::transport::{AppMsg, Endpoint, MsgKind, CLIENT};
 use super::{Ev, World, NONE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,18 @@ pub(super) struct Conn {
     pub(super) epoch: u32,
     pub(super) served: u32,
     pub(super) pooled: bool,
+    /// Incarnation of this slot: bumped whenever the connection closes or the slot is reused,
+    /// so segments and timers of an earlier connection are recognised and dropped.
+    pub(super) gen: u32,
+    /// When the SYN was first sent, and whether the SYN or SYN-ACK had to be retransmitted
+    /// (then the handshake gives no RTT sample).
+    pub(super) syn_at: Instant,
+    pub(super) syn_retx: bool,
+    /// The TCP ends: [client, server]. Boxed: the connection record stays small for the
+    /// lookups every segment makes on every hop.
+    pub(super) ep: Box<[Endpoint; 2]>,
+    /// Messages written and not yet delivered, by direction: [requests up, responses down].
+    pub(super) msgs: [VecDeque<AppMsg>; 2],
 }
 
 pub(super) struct Workload {
@@ -127,6 +139,7 @@ impl<'s> World<'s> {
     }
 
     pub(super) fn alloc_conn(&mut self, wl: u16, pooled: bool) -> u32 {
+        let cfg = self.tcp_cfg;
         let c = Conn {
             wl,
             state: ConnState::Closed,
@@ -134,10 +147,16 @@ impl<'s> World<'s> {
             epoch: 0,
             served: 0,
             pooled,
+            gen: 0,
+            syn_at: Instant::ZERO,
+            syn_retx: false,
+            ep: Box::new([Endpoint::new(cfg, None), Endpoint::new(cfg, None)]),
+            msgs: [VecDeque::new(), VecDeque::new()],
         };
         match self.free_conns.pop() {
             Some(i) => {
-                self.conns[i as usize] = c;
+                let gen = self.conns[i as usize].gen.wrapping_add(1);
+                self.conns[i as usize] = Conn { gen, ..c };
                 i
             }
             None => {
@@ -174,12 +193,13 @@ impl<'s> World<'s> {
             let c = &mut self.conns[conn as usize];
             if c.state == ConnState::Idle {
                 c.state = ConnState::Busy;
-                let replica = c.replica;
                 let payload = self.wls[wl as usize].request;
-                self.send(req, MsgKind::Request, true, replica, 0, payload);
+                self.tcp_send(conn, CLIENT, payload, AppMsg::request(req, gen));
             } else {
                 c.state = ConnState::Connecting;
                 c.replica = NONE;
+                c.syn_at = self.now;
+                c.syn_retx = false;
                 self.send(req, MsgKind::Syn, true, NONE, 0, 0);
             }
         }
@@ -193,6 +213,10 @@ impl<'s> World<'s> {
         c.state = ConnState::Closed;
         c.replica = NONE;
         c.served = 0;
+        // Whatever is still on the wire belongs to a connection that no longer exists.
+        c.gen = c.gen.wrapping_add(1);
+        c.msgs[0].clear();
+        c.msgs[1].clear();
         let wl = c.wl;
         if c.pooled {
             self.wls[wl as usize].idle.push(conn);

@@ -67,6 +67,12 @@ impl<'s> World<'s> {
         match ev {
             Ev::Arrival { wl } => self.on_arrival(wl),
             Ev::Hop { msg } => self.cross(msg),
+            Ev::Seg { seg } => self.seg_cross(seg, true),
+            Ev::TcpTimers { slot } => {
+                for (conn, gen, side) in self.timer_slots.remove(&slot).unwrap_or_default() {
+                    self.on_tcp_timer(conn, gen, side as usize);
+                }
+            }
             Ev::ServiceDone {
                 replica,
                 incarnation,

@@ -8,8 +8,8 @@
 //! - here: the state, its setup ([`World::new`]) and the links (instances, sampling);
 //! - [`event_loop`]: the run, event dispatch, the driver's commands and the scenario's events;
 //! - [`clients`]: the client pool: arrivals, requests, connections, dispatch, timeouts;
-//! - [`transport`]: messages crossing their route's hops, losses and retransmission, and what
-//!   each message does when it arrives (the seam where a TCP model goes);
+//! - [`transport`]: TCP segments and control packets crossing their route's hops, and what
+//!   each message does when it arrives;
 //! - [`server`]: replicas, their worker pools, readiness, SIGTERM and kill, gateway steering.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -29,7 +29,8 @@ use crate::model::queue::EventQueue;
 
 use self::clients::{Conn, Request, Workload};
 use self::server::{Replica, SvcState};
-use self::transport::Msg;
+use self::transport::{Msg, Seg};
+use crate::model::tcp::TcpConfig;
 
 mod clients;
 mod event_loop;
@@ -45,6 +46,14 @@ enum Ev {
     },
     Hop {
         msg: u32,
+    },
+    /// A TCP segment reaches the end of a hop.
+    Seg {
+        seg: u32,
+    },
+    /// TCP timers on the millisecond `slot` of the timer grid are due.
+    TcpTimers {
+        slot: u64,
     },
     ServiceDone {
         replica: u32,
@@ -100,6 +109,14 @@ pub(super) struct World<'s> {
     free_conns: Vec<u32>,
     msgs: Vec<Msg>,
     free_msgs: Vec<u32>,
+    segs: Vec<Seg>,
+    free_segs: Vec<u32>,
+    /// Every connection's TCP parameters (Linux's defaults).
+    tcp_cfg: TcpConfig,
+    /// TCP timers by millisecond slot: (connection, its generation, side). One queue event per
+    /// slot in use, so that the many timers a connection arms and then no longer needs (an
+    /// RTO re-armed by every ACK) cost a vector entry, not a heap entry.
+    timer_slots: BTreeMap<u64, Vec<(u32, u32, u8)>>,
     recorder: Recorder,
     driver: Driver<'s>,
     link_rows: Vec<LinkRow>,
@@ -129,6 +146,10 @@ impl<'s> World<'s> {
             free_conns: Vec::new(),
             msgs: Vec::new(),
             free_msgs: Vec::new(),
+            segs: Vec::new(),
+            free_segs: Vec::new(),
+            tcp_cfg: TcpConfig::default(),
+            timer_slots: BTreeMap::new(),
             recorder: Recorder::new(driver.recorder_config()),
             driver,
             link_rows: Vec::new(),

@@ -10,8 +10,8 @@ use crate::model::time::Instant;
 use crate::scenario::types::LinkEnd;
 
 use super::clients::ReqState;
-use super::transport::MsgKind;
-use super::{Ev, World, NONE};
+use super::transport::{AppMsg, MsgKind, SERVER};
+use super::{Ev, World};
 
 /// What the simulator keeps of a replica besides the driver's record of it (same id).
 pub(super) struct Replica {
@@ -186,16 +186,12 @@ impl<'s> World<'s> {
             // A plain node answers at once.
             if live {
                 let payload = self.wls[wl as usize].response;
-                self.send(
-                    req,
-                    MsgKind::Response {
-                        error: false,
-                        close: false,
-                    },
-                    false,
-                    NONE,
-                    0,
+                let conn = self.reqs[req as usize].conn;
+                self.tcp_send(
+                    conn,
+                    SERVER,
                     payload,
+                    AppMsg::response(req, gen, false, false),
                 );
             }
             return;
@@ -261,13 +257,12 @@ impl<'s> World<'s> {
         let q = &self.reqs[req as usize];
         if q.gen == gen && q.state == ReqState::InFlight {
             let payload = self.wls[q.wl as usize].response;
-            self.send(
-                req,
-                MsgKind::Response { error, close },
-                false,
-                replica,
-                0,
+            let conn = q.conn;
+            self.tcp_send(
+                conn,
+                SERVER,
                 payload,
+                AppMsg::response(req, gen, error, close),
             );
         }
         if let Some((nreq, ngen)) = next {

@@ -28,6 +28,7 @@ pub mod effects;
 pub mod fake;
 pub mod kube;
 pub mod netns;
+pub mod plane;
 pub mod runner;
 
 use std::path::PathBuf;

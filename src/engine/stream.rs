@@ -12,7 +12,8 @@
 //!   [`Engine::watch_events`] returns is missed even though the subscription is established in
 //!   the background; if the engine ends the stream, the watch subscribes again from the last
 //!   event it delivered (without delivering it twice). `on_event` runs on the engine's runtime:
-//!   it should return quickly (send on a channel).
+//!   it should return quickly (send on a channel), and must not call [`Engine`] methods, which
+//!   would block a runtime thread on the runtime itself (tokio panics).
 
 use std::io::Write;
 use std::path::Path;

@@ -575,6 +575,7 @@ impl Workloads for NetnsEffects<'_> {
             threads: 1,
             seed: spec.seed,
             on_thread_start: Some(Arc::new(move |_| enter_netns(&netns))),
+            attribute: None,
             clock: Some(Clock::with_origin_ns(spec.origin_ns)),
         };
         let tx = self.inbox.clone();

@@ -1099,7 +1099,7 @@ pub struct LoadSummary {
     pub achieved_rate: f64,
     pub latency_ns: LatencyNs,
     /// Per version that answered (errors without an answer count in the totals only, unless
-    /// their connection had been answered before).
+    /// their connection had been answered before or its version was resolved).
     pub by_version: BTreeMap<String, VersionSummary>,
     pub schedule: ScheduleReport,
     pub duration_s: f64,

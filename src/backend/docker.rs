@@ -94,6 +94,18 @@ pub fn hold(
     Ok(plane::hold(scenario, fx, &inbox, ready)?)
 }
 
+/// Sandboxes of run `run` in sdnbed's own image (built from `exe` if needed), for a data plane
+/// deployed on containers without the rest of the backend (`sdnbed up --topology-only`).
+pub fn sandboxes(exe: &std::path::Path, run: &str) -> Result<Arc<dyn Sandboxes>, DockerError> {
+    let engine = Engine::connect()?;
+    let image = engine.builtin_image(exe)?;
+    Ok(Arc::new(Sandboxer {
+        engine,
+        image,
+        run: run.to_string(),
+    }))
+}
+
 /// The image each version of each service runs, by (service, version) index: built or found
 /// before anything of the run exists, so a missing image or a failed build costs nothing to
 /// undo.
@@ -145,7 +157,7 @@ fn deploy<'s>(
     let engine = Engine::connect()?;
     let builtin = engine.builtin_image(&opts.exe)?;
     let images = resolve_images(s, &engine, &builtin)?;
-    let sandboxes = Arc::new(Sandboxer {
+    let sandboxes: Arc<dyn Sandboxes> = Arc::new(Sandboxer {
         engine: engine.clone(),
         image: builtin,
         run: opts.run_id.clone(),

@@ -27,6 +27,7 @@
 //! are attributed to the version that last answered on the same connection (the generator's
 //! rule), where the simulator attributes them to no version.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -40,6 +41,7 @@ use super::effects::{
 };
 use super::runner::{self, Mode, Runner, RunnerError};
 use crate::backend::RunOutput;
+use crate::dataplane::conntrack::Conntrack;
 use crate::dataplane::deploy::{install_signal_teardown, Dataplane, DataplaneError, DeployOptions};
 use crate::dataplane::netlink::{netns_path, Kernel};
 use crate::linkemu::{Attached, LinkEmuError};
@@ -49,6 +51,7 @@ use crate::model::steering::SteeringTable;
 use crate::model::time::{Duration, Instant};
 use crate::output::LinkRow;
 use crate::scenario::types::{LinkEnd, Scenario, Target};
+use crate::workload::attribution::{Attribution, ReplicaVersions};
 use crate::workload::load::{self, LoadConfig, Rate};
 use crate::workload::stats::{Completion, Sink};
 use crate::workload::timer::Clock;
@@ -70,6 +73,8 @@ pub enum PlaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Conntrack(#[from] crate::dataplane::conntrack::ConntrackError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -175,6 +180,10 @@ pub struct Plane<'s> {
     replicas: Vec<Placed>,
     inbox: Inbox,
     probe_tx: Sender<(ReplicaId, SocketAddrV4, String)>,
+    /// Replica address → version, for requests whose answer names no version.
+    versions: ReplicaVersions,
+    /// One conntrack handle per gateway namespace, opened on first use.
+    conntrack: BTreeMap<String, Arc<Conntrack>>,
 }
 
 impl<'s> Plane<'s> {
@@ -213,6 +222,8 @@ impl<'s> Plane<'s> {
             replicas: Vec::new(),
             inbox: tx,
             probe_tx,
+            versions: ReplicaVersions::new(),
+            conntrack: BTreeMap::new(),
         };
         Ok((plane, rx))
     }
@@ -232,6 +243,8 @@ impl<'s> Plane<'s> {
         let service = &self.s.services[spec.svc];
         let info = self.dp.add_replica(&service.name, spec.id)?;
         self.emu.add_replica(&self.dp, &service.name, spec.id)?;
+        self.versions
+            .insert(info.addr.into(), &service.versions[spec.version].name);
         self.replicas.push(Placed {
             svc: spec.svc,
             addr: info.addr,
@@ -243,6 +256,7 @@ impl<'s> Plane<'s> {
     fn release(&mut self, id: ReplicaId) -> Result<(), EffectError> {
         let p = &self.replicas[id as usize];
         let name = &self.s.services[p.svc].name;
+        self.versions.remove(p.addr.into());
         self.emu.remove_replica(name, id);
         self.dp.remove_replica(name, id)?;
         Ok(())
@@ -517,8 +531,26 @@ impl<S: Servers> Network for OnPlane<'_, S> {
 impl<S: Servers> Workloads for OnPlane<'_, S> {
     /// One generator thread group in the client's namespace.
     fn start_workload(&mut self, spec: &WorkloadSpec) -> Result<(), EffectError> {
+        let wl = &self.plane.s.workloads[spec.wl];
+        // Answers that name no version are attributed by steering target: through the
+        // gateway's conntrack for a service's VIP, by the peer's own address for a node.
+        let attribution = match &wl.to {
+            Target::Service(name) => {
+                let svc = self.plane.s.service(name).expect("validated");
+                let gw = dp_netns(&self.plane.dp, &svc.gateway)?;
+                let ct = match self.plane.conntrack.get(&gw) {
+                    Some(ct) => ct.clone(),
+                    None => {
+                        let ct = Arc::new(Conntrack::open_in(&gw)?);
+                        self.plane.conntrack.insert(gw, ct.clone());
+                        ct
+                    }
+                };
+                Attribution::via_gateway(self.plane.versions.clone(), ct)
+            }
+            Target::Node(_) => Attribution::direct(self.plane.versions.clone()),
+        };
         let p = &self.plane;
-        let wl = &p.s.workloads[spec.wl];
         let (target, host) = match &wl.to {
             Target::Service(name) => {
                 let svc = p.s.service(name).expect("validated");
@@ -558,6 +590,7 @@ impl<S: Servers> Workloads for OnPlane<'_, S> {
             seed: spec.seed,
             on_thread_start: Some(Arc::new(move |_| enter_netns(&netns))),
             clock: Some(Clock::with_origin_ns(spec.origin_ns)),
+            attribute: Some(attribution.resolver()),
         };
         let tx = p.inbox.clone();
         let wi = spec.wl;

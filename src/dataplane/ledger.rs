@@ -45,6 +45,8 @@ pub enum LedgerError {
     },
     #[error("teardown of run `{run}`: {error}")]
     Teardown { run: String, error: ExecError },
+    #[error("teardown of run `{run}`: removing its containers: {error} (ledger kept for `sdnbed clean`)")]
+    Containers { run: String, error: String },
     #[error("teardown of run `{run}` left {} (ledger {path} kept for `sdnbed clean`)", .left.join(", "))]
     Remains {
         run: String,
@@ -542,6 +544,15 @@ fn remove_listed(
     exec: &mut dyn Executor,
 ) -> Result<(), LedgerError> {
     let plan = teardown_plan(entries);
+    // Containers first: a sandbox's namespace is then only the data plane's mount of it.
+    if !plan.containers.is_empty() {
+        crate::engine::Engine::connect()
+            .and_then(|engine| engine.remove(&plan.containers))
+            .map_err(|e| LedgerError::Containers {
+                run: run.to_string(),
+                error: e.to_string(),
+            })?;
+    }
     for (pid, start) in &plan.processes {
         if process_start(*pid) == Some(*start) {
             let _ = nix::sys::signal::kill(

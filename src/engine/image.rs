@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{Engine, EngineError, IMAGE_LABEL};
+use super::{Engine, EngineError, BUILTIN_ALIAS, IMAGE_LABEL};
 
 /// Lines of build output a failed build's error keeps.
 const TAIL_LINES: usize = 20;
@@ -244,7 +244,9 @@ impl Engine {
     /// `exe` is dynamically linked, the shared libraries and loader it needs (from `ldd exe`)
     /// at their paths. Tagged `sdnbed-builtin:<16 hex of sha256 over the context>`, labelled
     /// `sdnbed.image=builtin`; a second call with the same binary builds nothing. Returns the
-    /// tag.
+    /// tag. The image is also tagged [`BUILTIN_ALIAS`], so a researcher's Dockerfile can start
+    /// `FROM sdnbed:builtin`, and older builtin images no container uses are removed (each
+    /// binary sdnbed was built as would otherwise stay, a few hundred MB each).
     pub fn builtin_image(&self, exe: &Path) -> Result<String, EngineError> {
         let data = std::fs::read(exe).map_err(|e| EngineError::io(exe, e))?;
         let mut libs = Vec::new();
@@ -275,16 +277,57 @@ impl Engine {
         let ctx = builtin_context(data, &libs);
         let tar = context_tar(&ctx).map_err(|e| EngineError::io(exe, e))?;
         let tag = content_tag("sdnbed-builtin", &tar);
-        if self.image_exists(&tag)? {
-            return Ok(tag);
+        if !self.image_exists(&tag)? {
+            self.build_tar(&exe.display().to_string(), tar, &tag, None, &mut |_| {})?;
         }
-        self.build_tar(&exe.display().to_string(), tar, &tag, None, &mut |_| {})?;
+        let (repo, alias) = BUILTIN_ALIAS.split_once(':').expect("repo:tag");
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(alias.to_string()),
+        };
+        self.block_on(self.docker().tag_image(&tag, Some(options)))
+            .map_err(|e| EngineError::api(format!("image {tag}"), "tag", e))?;
+        self.remove_unused_builtin(&tag);
         Ok(tag)
     }
 
+    /// Removes the builtin images other than `keep` that no container uses (best effort: an
+    /// image in use is refused by the engine and stays).
+    fn remove_unused_builtin(&self, keep: &str) {
+        let options = bollard::query_parameters::ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("{IMAGE_LABEL}=builtin")],
+            )])),
+            ..Default::default()
+        };
+        let Ok(images) = self.block_on(self.docker().list_images(Some(options))) else {
+            return;
+        };
+        for image in images {
+            if image.repo_tags.iter().any(|t| t == keep) {
+                continue;
+            }
+            for t in image
+                .repo_tags
+                .iter()
+                .filter(|t| t.starts_with("sdnbed-builtin:"))
+            {
+                let _ = self.block_on(self.docker().remove_image(
+                    t,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                ));
+            }
+        }
+    }
+
     /// Builds `dir`'s Dockerfile (classic builder), tag `sdnbed-build:<16 hex of sha256 over
-    /// the context tar>`, labelled `sdnbed.image=build`, cached the same way; `progress` gets
-    /// each line of build output. A failed build's error carries the last lines of its output.
+    /// the context tar>`, labelled `sdnbed.image=build`; `progress` gets each line of build
+    /// output. A failed build's error carries the last lines of its output. It always asks the
+    /// engine to build: the context alone does not say whether its `FROM` image changed
+    /// (`sdnbed:builtin` does with every sdnbed binary), and the engine's layer cache makes an
+    /// unchanged build a matter of milliseconds.
     pub fn build_image(
         &self,
         dir: &Path,
@@ -300,9 +343,6 @@ impl Engine {
         let ctx = dir_context(dir)?;
         let tar = context_tar(&ctx).map_err(|e| EngineError::io(dir, e))?;
         let tag = content_tag("sdnbed-build", &tar);
-        if self.image_exists(&tag)? {
-            return Ok(tag);
-        }
         let labels = HashMap::from([(IMAGE_LABEL.to_string(), "build".to_string())]);
         self.build_tar(
             &dir.display().to_string(),

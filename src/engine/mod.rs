@@ -49,6 +49,9 @@ pub const MIN_API: (usize, usize) = (1, 41);
 /// Label every sdnbed container carries, with the run id as value.
 pub const RUN_LABEL: &str = "sdnbed.run";
 
+/// The second tag of the current builtin image, for Dockerfiles: `FROM sdnbed:builtin`.
+pub const BUILTIN_ALIAS: &str = "sdnbed:builtin";
+
 /// Label of images sdnbed builds: `builtin` (sdnbed's own binary) or `build` (a Dockerfile).
 pub const IMAGE_LABEL: &str = "sdnbed.image";
 

@@ -141,6 +141,19 @@ fn get_in_netns(pid: u32) -> std::io::Result<String> {
     .expect("request thread")
 }
 
+/// A file read from inside the network namespace of process `pid` (`/proc/sys/net/…` shows
+/// the reader's namespace).
+fn read_in_netns(pid: u32, path: &'static str) -> std::io::Result<String> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
+        std::fs::read_to_string(path)
+    })
+    .join()
+    .expect("reader thread")
+}
+
 fn answers_v1(pid: u32) -> String {
     eventually(Duration::from_secs(10), || get_in_netns(pid).ok())
         .expect("the server answers inside the sandbox's namespace")
@@ -197,8 +210,18 @@ fn serve_runs_in_a_sandbox_and_keeps_its_network_across_restarts() {
     let e = engine();
     let image = builtin(&e);
     let run = Run::new(&e, "serve");
-    let sandbox = run.spec("web-1-sb", &image, &["pause"], NetworkMode::None);
+    let mut sandbox = run.spec("web-1-sb", &image, &["pause"], NetworkMode::None);
+    sandbox
+        .sysctls
+        .insert("net.ipv4.ip_forward".into(), "1".into());
     let sb_pid = e.run(&sandbox).unwrap();
+    assert_eq!(
+        read_in_netns(sb_pid, "/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1",
+        "the sandbox's sysctl is set in its own namespace"
+    );
     let web = run.spec(
         "web-1",
         &image,
@@ -418,6 +441,20 @@ fn remove_run_leaves_no_container_of_the_run() {
     assert!(pids.iter().all(|&p| p > 0));
     e.run(&other.spec("n0", &image, &["pause"], NetworkMode::None))
         .unwrap();
+
+    // One Engine, used from several threads at once.
+    let states: Vec<_> = std::thread::scope(|sc| {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|s| {
+                let e = e.clone();
+                sc.spawn(move || e.state(&s.name).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let state_pids: Vec<u32> = states.iter().map(|s| s.pid).collect();
+    assert_eq!(state_pids, pids);
 
     let runs = e.runs().unwrap();
     assert!(

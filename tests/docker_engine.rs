@@ -573,3 +573,50 @@ fn pause_reaps_orphans_as_pid_1_and_exits_0_on_sigterm() {
     let status = unshare.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "pause exits 0 on SIGTERM");
 }
+
+/// Set for the child process [`exec_copies_our_stdin`] starts: the container to exec `cat` in.
+const EXEC_HELPER_ENV: &str = "SDNBED_TEST_EXEC_STDIN_CONTAINER";
+
+/// Not a test of its own: the child half of [`exec_copies_our_stdin`], which runs this test
+/// binary again with `--ignored --exact exec_stdin_helper` and pipes its stdin.
+#[test]
+#[ignore = "run by exec_copies_our_stdin in a child process"]
+fn exec_stdin_helper() {
+    let name = std::env::var(EXEC_HELPER_ENV).expect("started by exec_copies_our_stdin");
+    let code = engine().exec(&name, &["/cat".to_string()], true).unwrap();
+    println!("\nexit={code}");
+}
+
+#[test]
+fn exec_copies_our_stdin() {
+    let e = engine();
+    // An image with cat (linked against the same libc as sdnbed) beside the builtin binary.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/usr/bin/cat", dir.path().join("cat")).unwrap();
+    let dockerfile = format!("FROM {}\nCOPY cat /cat\n", builtin(&e));
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let image = e.build_image(dir.path(), &mut |_| {}).unwrap();
+    let _cleanup = ImageGuard(image.clone());
+    let run = Run::new(&e, "stdin");
+    let sb = run.spec("sb", &image, &["pause"], NetworkMode::None);
+    e.run(&sb).unwrap();
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "exec_stdin_helper", "--nocapture"])
+        .env(EXEC_HELPER_ENV, &sb.name)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello through exec\n")
+        .unwrap(); // dropped here: end of file, which exec passes on as cat's end of input
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hello through exec\n"), "{text}");
+    assert!(text.contains("exit=0"), "{text}");
+}

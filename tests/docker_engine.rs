@@ -304,6 +304,10 @@ fn dockerfile_builds_are_cached_by_content_and_failures_carry_output() {
     assert_eq!(tag2, tag);
     assert!(again.is_empty(), "a cached build runs nothing: {again:?}");
     assert_eq!(image_created(&tag), created);
+    assert!(
+        e.images().unwrap().contains(&tag),
+        "built images carry sdnbed.image"
+    );
 
     std::fs::write(
         dir.path().join("Dockerfile"),
@@ -326,6 +330,11 @@ fn dockerfile_builds_are_cached_by_content_and_failures_carry_output() {
         err.to_string().contains(&dir.path().display().to_string()),
         "{err}"
     );
+
+    e.remove_images(std::slice::from_ref(&tag)).unwrap();
+    assert!(!e.image_exists(&tag).unwrap());
+    assert!(!e.images().unwrap().contains(&tag));
+    e.remove_images(std::slice::from_ref(&tag)).unwrap(); // gone is fine
 }
 
 #[test]

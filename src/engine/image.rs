@@ -363,6 +363,44 @@ impl Engine {
         }
     }
 
+    /// The tags of the images sdnbed built (labelled `sdnbed.image`), sorted; for `sdnbed clean
+    /// --all`. Every rebuild of sdnbed's binary adds a builtin image of its size, and nothing
+    /// removes them but [`Engine::remove_images`].
+    pub fn images(&self) -> Result<Vec<String>, EngineError> {
+        let options = bollard::query_parameters::ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![IMAGE_LABEL.to_string()],
+            )])),
+            ..Default::default()
+        };
+        let list = self
+            .block_on(self.docker().list_images(Some(options)))
+            .map_err(|e| EngineError::api("images labelled sdnbed.image", "list", e))?;
+        let mut tags: Vec<String> = list
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t != "<none>:<none>")
+            .collect();
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Removes the images (tags or ids); already gone is Ok. Not forced: an image that a
+    /// container still uses is an error naming it (remove the containers first), so a run that
+    /// is using an image, perhaps another worktree's, keeps it.
+    pub fn remove_images(&self, references: &[String]) -> Result<(), EngineError> {
+        for r in references {
+            let options = bollard::query_parameters::RemoveImageOptions::default();
+            match self.block_on(self.docker().remove_image(r, Some(options), None)) {
+                Ok(_) => {}
+                Err(e) if super::status(&e) == Some(404) => {}
+                Err(e) => return Err(EngineError::api(format!("image {r}"), "remove", e)),
+            }
+        }
+        Ok(())
+    }
+
     fn build_tar(
         &self,
         context: &str,

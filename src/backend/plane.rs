@@ -12,8 +12,9 @@
 //! - A replica is its namespace and veths ([`Dataplane::add_replica`], and the emulator's side
 //!   of its links), then its server, started by the [`Servers`] in that namespace. Release:
 //!   the server's remains go first, then the namespace.
-//! - Readiness probes: `GET <ready path>` from a thread in the service's gateway namespace
-//!   (routes reach every replica from there), timeout 300 ms.
+//! - Readiness probes: `GET <ready path>` from a thread in each service's gateway namespace,
+//!   timeout 300 ms. Policies let a service's own gateway through (as NetworkPolicy lets a
+//!   pod's node, where the kubelet probes from), so probes pass them.
 //! - Steering: one nftables transaction per table; links: the emulator where it carries the
 //!   link, else the kernel (`ip link set up/down`, `tc` shaping).
 //! - Workloads: the load generator's threads enter the client's namespace. Requests whose
@@ -179,7 +180,8 @@ pub struct Plane<'s> {
     emu: Attached,
     replicas: Vec<Placed>,
     inbox: Inbox,
-    probe_tx: Sender<(ReplicaId, SocketAddrV4, String)>,
+    /// The prober of each gateway node, by name.
+    probe_tx: BTreeMap<String, Sender<(ReplicaId, SocketAddrV4, String)>>,
     /// Replica address → version, for requests whose answer names no version.
     versions: ReplicaVersions,
     /// One conntrack handle per gateway namespace, opened on first use.
@@ -209,12 +211,14 @@ impl<'s> Plane<'s> {
         let capture_dir = work_dir.join("pcap");
         let (dp, emu) = crate::linkemu::deploy(s, run_id, &deploy, Some(&capture_dir))?;
         let (tx, rx) = mpsc::channel();
-        // Readiness probes go from the first service's gateway; routes reach every replica
-        // from there.
-        let probe_tx = match s.services.first() {
-            Some(svc) => spawn_prober(&dp_netns(&dp, &svc.gateway)?, tx.clone())?,
-            None => mpsc::channel().0,
-        };
+        // Readiness probes go from each service's gateway.
+        let mut probe_tx = BTreeMap::new();
+        for svc in &s.services {
+            if !probe_tx.contains_key(&svc.gateway) {
+                let prober = spawn_prober(&dp_netns(&dp, &svc.gateway)?, tx.clone())?;
+                probe_tx.insert(svc.gateway.clone(), prober);
+            }
+        }
         let plane = Plane {
             s,
             dp,
@@ -426,9 +430,11 @@ impl<S: Servers> Replicas for OnPlane<'_, S> {
 impl<S: Servers> Probes for OnPlane<'_, S> {
     fn probe(&mut self, id: ReplicaId) {
         let p = &self.plane.replicas[id as usize];
-        let port = self.plane.s.services[p.svc].port;
-        let target = SocketAddrV4::new(p.addr, port);
-        let _ = self.plane.probe_tx.send((id, target, p.ready_path.clone()));
+        let svc = &self.plane.s.services[p.svc];
+        let target = SocketAddrV4::new(p.addr, svc.port);
+        if let Some(prober) = self.plane.probe_tx.get(&svc.gateway) {
+            let _ = prober.send((id, target, p.ready_path.clone()));
+        }
     }
 
     fn wait_ready(&mut self, id: ReplicaId, within: Duration) -> Result<bool, EffectError> {

@@ -239,14 +239,16 @@ impl Tail {
     }
 }
 
+/// How long a build may go without a line of output before it is taken for hung.
+const BUILD_SILENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl Engine {
     /// The image of sdnbed's own binary `exe`: FROM scratch, the binary at /sdnbed, and, when
     /// `exe` is dynamically linked, the shared libraries and loader it needs (from `ldd exe`)
     /// at their paths. Tagged `sdnbed-builtin:<16 hex of sha256 over the context>`, labelled
     /// `sdnbed.image=builtin`; a second call with the same binary builds nothing. Returns the
     /// tag. The image is also tagged [`BUILTIN_ALIAS`], so a researcher's Dockerfile can start
-    /// `FROM sdnbed:builtin`, and older builtin images no container uses are removed (each
-    /// binary sdnbed was built as would otherwise stay, a few hundred MB each).
+    /// `FROM sdnbed:builtin`. Older builtin images stay until `sdnbed clean --all`.
     pub fn builtin_image(&self, exe: &Path) -> Result<String, EngineError> {
         let data = std::fs::read(exe).map_err(|e| EngineError::io(exe, e))?;
         let mut libs = Vec::new();
@@ -287,39 +289,7 @@ impl Engine {
         };
         self.block_on(self.docker().tag_image(&tag, Some(options)))
             .map_err(|e| EngineError::api(format!("image {tag}"), "tag", e))?;
-        self.remove_unused_builtin(&tag);
         Ok(tag)
-    }
-
-    /// Removes the builtin images other than `keep` that no container uses (best effort: an
-    /// image in use is refused by the engine and stays).
-    fn remove_unused_builtin(&self, keep: &str) {
-        let options = bollard::query_parameters::ListImagesOptions {
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("{IMAGE_LABEL}=builtin")],
-            )])),
-            ..Default::default()
-        };
-        let Ok(images) = self.block_on(self.docker().list_images(Some(options))) else {
-            return;
-        };
-        for image in images {
-            if image.repo_tags.iter().any(|t| t == keep) {
-                continue;
-            }
-            for t in image
-                .repo_tags
-                .iter()
-                .filter(|t| t.starts_with("sdnbed-builtin:"))
-            {
-                let _ = self.block_on(self.docker().remove_image(
-                    t,
-                    None::<bollard::query_parameters::RemoveImageOptions>,
-                    None,
-                ));
-            }
-        }
     }
 
     /// Builds `dir`'s Dockerfile (classic builder), tag `sdnbed-build:<16 hex of sha256 over
@@ -423,7 +393,21 @@ impl Engine {
             let mut s =
                 self.docker()
                     .build_image(options, None, Some(bollard::body_full(tar.into())));
-            while let Some(item) = s.next().await {
+            // A build that says nothing for BUILD_SILENCE is taken for hung (an engine that
+            // lost a lock, as 20.10 has been seen to): an error, not a run that never starts.
+            loop {
+                let item = match tokio::time::timeout(BUILD_SILENCE, s.next()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(_) => {
+                        return Err(bollard::errors::Error::DockerStreamError {
+                            error: format!(
+                                "the engine sent nothing for {} s; the build is taken for hung",
+                                BUILD_SILENCE.as_secs()
+                            ),
+                        })
+                    }
+                };
                 let info = item?;
                 if let Some(text) = info.stream {
                     partial.push_str(&text);

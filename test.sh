@@ -30,6 +30,24 @@ if ! python3 -c 'import kubernetes_validate, kmock' >/dev/null 2>&1; then
     || python3 -m pip install -q --break-system-packages 'kubernetes-validate==1.37.*' 'kmock==0.8'
 fi
 
+# The docker backend's tests (tests/docker_engine.rs) talk to a Docker Engine on its unix socket.
+# Start dockerd in the background when none answers (root), waiting up to 30 s.
+engine_up() { curl -sf --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1; }
+if ! engine_up; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v dockerd >/dev/null 2>&1; then
+    echo "error: no Docker Engine answers on /var/run/docker.sock and dockerd cannot be started here" >&2
+    exit 1
+  fi
+  echo "starting dockerd (log: /tmp/sdnbed-dockerd.log)"
+  nohup dockerd >/tmp/sdnbed-dockerd.log 2>&1 &
+  for _ in $(seq 60); do engine_up && break; sleep 0.5; done
+  if ! engine_up; then
+    echo "error: dockerd did not answer on /var/run/docker.sock within 30 s; last lines of its log:" >&2
+    tail -n 20 /tmp/sdnbed-dockerd.log >&2 || true
+    exit 1
+  fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked

@@ -28,7 +28,7 @@ fn http(c: &mut Criterion) {
             write_response(
                 &mut out,
                 200,
-                "v1",
+                Some("v1"),
                 false,
                 "text/plain",
                 black_box(&[b'x'; 64]),
@@ -37,7 +37,7 @@ fn http(c: &mut Criterion) {
         })
     });
     let mut wire = Vec::new();
-    write_response(&mut wire, 200, "v1", false, "text/plain", &[b'x'; 64]);
+    write_response(&mut wire, 200, Some("v1"), false, "text/plain", &[b'x'; 64]);
     let mut reader = ResponseReader::new();
     c.bench_function("http/parse_response_64B", |b| {
         b.iter(|| {

@@ -27,17 +27,23 @@
 //!   statistics; [`results`] writes and reads run and experiment directories; [`report`] draws
 //!   figures and tables from them.
 //! - [`dataplane`] is the SDN controller of the netns backend: network namespaces, veths,
-//!   routes, `tbf` shaping and nftables steering and policies, with a teardown ledger.
+//!   routes, `tbf` shaping and nftables steering and policies, with a teardown ledger; and
+//!   conntrack lookups of where steering sent a connection.
 //! - [`linkemu`] is the user-space link emulator: TUN devices in place of a link's veth pair,
 //!   one packet thread driving [`model::link`] in real time where the kernel has no netem.
+//! - [`engine`] is the Docker Engine client under the docker backend (bollard behind a
+//!   blocking facade): content-cached images of sdnbed's own binary or a Dockerfile, containers
+//!   created, signalled and restarted, their logs and events.
 //! - [`workload`] is the built-in HTTP service (`sdnbed serve`) and the open-loop load
-//!   generator (`sdnbed load`) that the real backends run.
+//!   generator (`sdnbed load`) that the real backends run; requests to images that do not
+//!   name their version are attributed by steering target ([`workload::attribution`]).
 //! - [`cli`] holds one file per subcommand; `main.rs` only dispatches.
 
 pub mod backend;
 pub mod cli;
 pub mod dataplane;
 pub mod driver;
+pub mod engine;
 pub mod linkemu;
 pub mod metrics;
 pub mod model;

@@ -93,7 +93,7 @@ fn delay_needs_netem_or_fails_before_deploying() {
     );
     let (plan, ledger) = sdnbed::dataplane::prepare(&sc, &run, &Default::default()).unwrap();
     let kernel = sdnbed::dataplane::netlink::Kernel::new().unwrap();
-    match sdnbed::dataplane::Dataplane::deploy(plan, ledger, kernel) {
+    match sdnbed::dataplane::Dataplane::deploy(plan, ledger, kernel, None) {
         Ok(dp) => {
             let h1 = dp.plan().node("h1").unwrap().netns.clone();
             let out = sdnbed::dataplane::netlink::command_in(&h1, "tc")

@@ -32,6 +32,9 @@ fn version(name: &str) -> Version {
         error_rate: 0.0,
         image: None,
         command: None,
+        build: None,
+        env: Vec::new(),
+        ready_path: None,
     }
 }
 
@@ -53,6 +56,7 @@ fn service(replicas: u32) -> Service {
             grace: secs(10),
         },
         cpu: None,
+        memory: None,
         versions: vec![version("v1"), version("v2")],
     }
 }

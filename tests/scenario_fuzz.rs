@@ -253,11 +253,11 @@ fn validate_refuses_what_run_refuses() {
         "validate",
         "scenarios/quickstart.toml",
         "--set",
-        "scenario.backend=docker",
+        "scenario.backend=kube",
     ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("docker backend is not part of this build"),
+        err.contains("kube backend is not part of this build"),
         "{err}"
     );
 }

@@ -129,6 +129,13 @@ pub enum Report {
         wl: usize,
         result: Result<(), EffectError>,
     },
+    /// Something the platform saw happen (a container died, was killed for memory), for the
+    /// run's events (`events.jsonl`), at the time it arrives.
+    Note {
+        source: &'static str,
+        kind: String,
+        detail: String,
+    },
     /// Lab mode: begin `rollout` now. `reply` gets one JSON line per event (as `events.jsonl`
     /// writes them), then `{"outcome": …}`, or `{"error": …}` if it cannot begin.
     Rollout {

@@ -24,10 +24,12 @@
 //! [`fake::Recording`]) cover it for every backend. Docker and netns share the data plane
 //! ([`crate::dataplane`]): a container is a process whose network namespace it wires.
 
+pub mod docker;
 pub mod effects;
 pub mod fake;
 pub mod kube;
 pub mod netns;
+pub mod plane;
 pub mod runner;
 
 use std::path::PathBuf;

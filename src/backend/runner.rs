@@ -302,6 +302,11 @@ impl<'s, E: Effects> Runner<'s, E> {
                     });
                 }
             }
+            Report::Note {
+                source,
+                kind,
+                detail,
+            } => self.driver.log(self.now, source, &kind, detail),
             Report::Rollout { rollout, reply } => {
                 match self.driver.begin_rollout(self.now, &rollout) {
                     Ok(()) => {

@@ -1,7 +1,8 @@
 //! Lab mode, for exploring a topology by hand (like Mininet's CLI, one command at a time):
-//! `sdnbed up FILE` deploys a scenario on the netns backend with its services serving and
-//! steering in place, and leaves it up; `sdnbed rollout RUN` runs a rollout against it;
-//! `sdnbed exec RUN NODE -- CMD…` runs a command in a node's namespace; `sdnbed down RUN`
+//! `sdnbed up FILE [--backend docker]` deploys a scenario on the netns backend (or in
+//! containers) with its services serving and steering in place, and leaves it up; `sdnbed rollout RUN` runs a rollout against it;
+//! `sdnbed exec RUN NODE -- CMD…` runs a command in a node's namespace (in a replica's server
+//! container, through the engine's exec, on docker); `sdnbed down RUN`
 //! removes the run; `sdnbed clean [RUN|--all]` removes what ledgers list (after a crash or
 //! `kill -9` too). Every command needs root.
 //!
@@ -48,6 +49,10 @@ pub struct UpArgs {
     /// Print only the run id (for scripts).
     #[arg(long, short)]
     pub quiet: bool,
+    /// netns (namespaces and `sdnbed serve` processes) or docker (every node and replica a
+    /// container on the Docker Engine, the same network wired into them).
+    #[arg(long, value_name = "B", default_value = "netns", value_parser = ["netns", "docker"])]
+    pub backend: String,
     /// Stay in the foreground and tear the run down at Ctrl-C (or SIGTERM), instead of
     /// returning and leaving the run to `sdnbed down`.
     #[arg(long)]
@@ -82,8 +87,13 @@ pub struct RolloutArgs {
 pub struct ExecArgs {
     /// The run id `sdnbed up` printed.
     pub run: String,
-    /// A node, or a replica as `SERVICE-ID` (e.g. `web-0`).
+    /// A node, or a replica as `SERVICE-ID` (e.g. `web-0`). On docker, a replica's command
+    /// runs inside its server container (the engine's exec), with the image's own tools.
     pub node: String,
+    /// Run the command from this machine in the node's network namespace, also for a
+    /// replica on docker (the host's tools: ping, ss, iperf3).
+    #[arg(long)]
+    pub netns: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -175,7 +185,8 @@ fn spawn_keeper(args: &UpArgs, run: &str, out: &Path) -> anyhow::Result<i32> {
         .arg(&args.file)
         .arg("--out")
         .arg(out)
-        .args(["--run", run, "--pool", &args.pool, "--keeper"]);
+        .args(["--run", run, "--pool", &args.pool, "--keeper"])
+        .args(["--backend", &args.backend]);
     if args.quiet {
         cmd.arg("--quiet");
     }
@@ -267,12 +278,16 @@ fn deploy_and_hold(
     };
     let file = std::fs::canonicalize(&args.file)
         .with_context(|| format!("finding {}", args.file.display()))?;
-    // Returns only with an error: SIGTERM or Ctrl-C tear the run down and exit.
-    crate::backend::netns::hold(sc, &opts, |dp, inbox| {
+    let ready = |dp: &Dataplane<Kernel>, inbox| {
         listen_for_rollouts(run, file, out.to_path_buf(), inbox)?;
         announce(args, run, out, dp, Holding::Services)?;
         Ok(())
-    })?;
+    };
+    // Returns only with an error: SIGTERM or Ctrl-C tear the run down and exit.
+    match args.backend.as_str() {
+        "docker" => crate::backend::docker::hold(sc, &opts, ready)?,
+        _ => crate::backend::netns::hold(sc, &opts, ready)?,
+    }
     Ok(1)
 }
 
@@ -284,9 +299,14 @@ fn deploy_topology(
     out: &Path,
     pool: Ipv4Net,
 ) -> anyhow::Result<i32> {
+    let exe = std::env::current_exe().context("finding the sdnbed binary")?;
     let opts = DeployOptions {
         pool,
         ledger_copy: Some(out.join("ledger.jsonl")),
+        sandboxes: match args.backend.as_str() {
+            "docker" => Some(crate::backend::docker::sandboxes(&exe, run)?),
+            _ => None,
+        },
         ..Default::default()
     };
     let (mut dp, mut emu) = crate::linkemu::deploy(sc, run, &opts, Some(&out.join("pcap")))?;
@@ -615,6 +635,17 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<i32> {
             args.run,
             args.node
         );
+    }
+    // A replica's server container (docker): the command runs inside it, through the engine.
+    let server = format!("{ns}-server");
+    if !args.netns
+        && entries
+            .iter()
+            .any(|e| matches!(e, Entry::Container { name } if *name == server))
+    {
+        let engine = crate::engine::Engine::connect()?;
+        let code = engine.exec(&server, &args.command, true)?;
+        return Ok(i32::try_from(code).unwrap_or(1));
     }
     let status = command_in(&ns, &args.command[0])
         .with_context(|| format!("namespace {ns}"))?

@@ -129,6 +129,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         threads: args.threads as usize,
         seed: args.seed,
         on_thread_start: None,
+        attribute: None,
         clock: None,
     };
     let rc = RecorderConfig {

@@ -7,6 +7,7 @@ mod compare;
 pub mod lab;
 pub mod load;
 mod manifests;
+mod pause;
 mod plot;
 mod report;
 mod run;
@@ -58,6 +59,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the open-loop load generator against a URL.
     Load(load::LoadArgs),
+    /// Sleep as a sandbox container's pid 1 until SIGTERM or SIGINT, reaping children.
+    #[command(hide = true)]
+    Pause(pause::PauseArgs),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -84,6 +88,7 @@ pub fn main() -> i32 {
         Command::Clean(a) => lab::clean(a),
         Command::Serve(a) => serve::run(a).map(|()| 0),
         Command::Load(a) => load::run(a).map(|()| 0),
+        Command::Pause(a) => pause::run(a),
     };
     match result {
         Ok(code) => code,

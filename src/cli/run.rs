@@ -23,9 +23,10 @@ use crate::scenario::{load_experiment, BackendKind, LoadOptions, RunSpec};
 pub struct RunArgs {
     /// The scenario file (see docs/scenario.md).
     file: PathBuf,
-    /// Backend: sim (simulation) or netns (network namespaces; needs root). Default: the
-    /// scenario's `backend`, else sim. (docker and kube are accepted in scenarios but not yet
-    /// part of this build.)
+    /// Backend: sim (simulation), netns (network namespaces; needs root) or docker
+    /// (containers on the Docker Engine, wired like netns; needs root). Default: the
+    /// scenario's `backend`, else sim. (kube is accepted in scenarios; `sdnbed manifests`
+    /// renders its objects, but runs on a cluster are not yet part of this build.)
     #[arg(long, value_name = "B")]
     backend: Option<String>,
     /// Where results go.
@@ -39,8 +40,8 @@ pub struct RunArgs {
     /// applied before the sweep expands.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::parse_set)]
     set: Vec<(String, String)>,
-    /// Simulated runs to execute at once. Default: the number of CPUs. netns runs always go one
-    /// at a time (concurrent runs would distort each other's latencies).
+    /// Simulated runs to execute at once. Default: the number of CPUs. netns and docker runs
+    /// always go one at a time (concurrent runs would distort each other's latencies).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     /// Complete the interrupted experiment in DIR (made by an earlier `run` of the same FILE
@@ -217,7 +218,8 @@ pub(super) fn backend_for(kind: BackendKind) -> Option<&'static dyn Backend> {
     match kind {
         BackendKind::Sim => Some(&crate::backend::Sim),
         BackendKind::Netns => Some(&crate::backend::netns::Netns),
-        BackendKind::Docker | BackendKind::Kube => None,
+        BackendKind::Docker => Some(&crate::backend::docker::Docker),
+        BackendKind::Kube => None,
     }
 }
 

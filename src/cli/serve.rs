@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Set SO_REUSEPORT so that another server can share the port (e.g. a successor).
     #[arg(long)]
     pub reuse_port: bool,
+    /// Send no `x-sdnbed-version` header: stands in for a researcher's image in tests of
+    /// attribution by steering target.
+    #[arg(long, hide = true)]
+    pub no_version_header: bool,
 }
 
 pub(crate) fn dist_arg(s: &str) -> Result<Dist, String> {
@@ -79,6 +83,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = ServeConfig {
         listen: args.listen,
         version: args.version,
+        version_header: !args.no_version_header,
         service_time: args.service_time,
         work: match args.work {
             WorkArg::Sleep => Work::Sleep,

@@ -39,7 +39,7 @@ pub fn check_runs(file: &Path, exp: &Experiment, allow_large: bool) -> Result<()
         if super::run::backend_for(sc.backend).is_none() {
             return Err(format!(
                 "error: {}: the {} backend is not part of this build yet; run with --backend \
-                 sim or netns",
+                 sim, netns or docker",
                 file.display(),
                 sc.backend.as_str()
             ));

@@ -45,6 +45,8 @@ pub enum LedgerError {
     },
     #[error("teardown of run `{run}`: {error}")]
     Teardown { run: String, error: ExecError },
+    #[error("teardown of run `{run}`: removing its containers: {error} (ledger kept for `sdnbed clean`)")]
+    Containers { run: String, error: String },
     #[error("teardown of run `{run}` left {} (ledger {path} kept for `sdnbed clean`)", .left.join(", "))]
     Remains {
         run: String,
@@ -85,6 +87,11 @@ pub enum Entry {
     NftTable {
         ns: String,
     },
+    /// A container of the run (a sandbox holding a namespace, or a replica's service joined to
+    /// one), by name; removed from its engine at teardown, before the namespaces go.
+    Container {
+        name: String,
+    },
     /// A process started in one of the run's namespaces.
     Process {
         pid: u32,
@@ -104,7 +111,7 @@ impl Entry {
     /// The entry an op must leave before it runs, if it creates something.
     pub fn for_op(op: &Op) -> Option<Entry> {
         match op {
-            Op::NetnsAdd { name } => Some(Entry::Netns { name: name.clone() }),
+            Op::NetnsAdd { name, .. } => Some(Entry::Netns { name: name.clone() }),
             Op::VethAdd {
                 ns,
                 ifindex,
@@ -320,10 +327,12 @@ pub fn list_runs(dir: &Path) -> Result<Vec<String>, LedgerError> {
     Ok(out)
 }
 
-/// What tearing down a ledger's entries takes: processes to kill, then ops, newest first.
+/// What tearing down a ledger's entries takes: containers to remove, processes to kill, then
+/// ops, newest first.
 /// Veths and tables inside namespaces the ledger also lists go with their namespace.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TeardownPlan {
+    pub containers: Vec<String>,
     pub processes: Vec<(u32, u64)>,
     pub ops: Vec<Op>,
 }
@@ -336,10 +345,17 @@ pub fn teardown_plan(entries: &[Entry]) -> TeardownPlan {
             _ => None,
         })
         .collect();
+    let mut containers = Vec::new();
     let mut processes = Vec::new();
     let mut ops: Vec<Op> = Vec::new();
     for e in entries.iter().rev() {
         let op = match e {
+            Entry::Container { name } => {
+                if !containers.contains(name) {
+                    containers.push(name.clone());
+                }
+                continue;
+            }
             Entry::Process { pid, start } => {
                 processes.push((*pid, *start));
                 continue;
@@ -372,7 +388,11 @@ pub fn teardown_plan(entries: &[Entry]) -> TeardownPlan {
             ops.push(op);
         }
     }
-    TeardownPlan { processes, ops }
+    TeardownPlan {
+        containers,
+        processes,
+        ops,
+    }
 }
 
 /// A process's state letter and start time in clock ticks since boot (fields 3 and 22 of
@@ -524,6 +544,15 @@ fn remove_listed(
     exec: &mut dyn Executor,
 ) -> Result<(), LedgerError> {
     let plan = teardown_plan(entries);
+    // Containers first: a sandbox's namespace is then only the data plane's mount of it.
+    if !plan.containers.is_empty() {
+        crate::engine::Engine::connect()
+            .and_then(|engine| engine.remove(&plan.containers))
+            .map_err(|e| LedgerError::Containers {
+                run: run.to_string(),
+                error: e.to_string(),
+            })?;
+    }
     for (pid, start) in &plan.processes {
         if process_start(*pid) == Some(*start) {
             let _ = nix::sys::signal::kill(
@@ -564,8 +593,14 @@ mod tests {
         let copy = dir.path().join("run/ledger.jsonl");
         let mut l = Ledger::create(dir.path(), "r1", Some(&copy)).unwrap();
         let ops = vec![
-            Op::NetnsAdd { name: "a".into() },
-            Op::NetnsAdd { name: "b".into() },
+            Op::NetnsAdd {
+                name: "a".into(),
+                adopt: None,
+            },
+            Op::NetnsAdd {
+                name: "b".into(),
+                adopt: Some(7),
+            },
             Op::VethAdd {
                 ns: "a".into(),
                 name: "e0-b".into(),
@@ -610,7 +645,11 @@ mod tests {
     fn a_failed_teardown_keeps_the_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let mut l = Ledger::create(dir.path(), "r2", None).unwrap();
-        l.record_ops(&[Op::NetnsAdd { name: "x".into() }]).unwrap();
+        l.record_ops(&[Op::NetnsAdd {
+            name: "x".into(),
+            adopt: None,
+        }])
+        .unwrap();
         let mut rec = Recorder {
             fail_on: Some("ip netns del x".into()),
             ..Default::default()

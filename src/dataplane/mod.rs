@@ -16,7 +16,10 @@
 //! - [`ledger`]: every object is written to the run's ledger before it is created; teardown and
 //!   `sdnbed clean` work from the ledger alone.
 //! - [`deploy`]: the [`Dataplane`] handle a backend drives; [`probe`]: reachability probes.
+//! - [`conntrack`]: ctnetlink lookups of where a gateway's DNAT sent one connection (for
+//!   attributing requests to versions when the replica's image does not name its version).
 
+pub mod conntrack;
 pub mod deploy;
 pub mod ledger;
 pub mod netlink;

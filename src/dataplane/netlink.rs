@@ -357,15 +357,24 @@ pub fn prepare_netns_dir() -> io::Result<()> {
 }
 
 /// Creates namespace `name` from the calling (worker) thread, which stays in it, and returns
-/// its file and a socket bound to it, with `lo` up.
-fn make_netns(name: &str) -> io::Result<Opened> {
+/// its file and a socket bound to it, with `lo` up. With `adopt`, the namespace is process
+/// `adopt`'s (a container sandbox's) instead of a new one: the thread enters it and mounts it
+/// under `name`, so from here on it is a namespace like any other (its processes are the
+/// sandbox's, which removing the mount does not stop).
+fn make_netns(name: &str, adopt: Option<u32>) -> io::Result<Opened> {
     let path = netns_path(name);
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)?;
     let made = (|| {
-        unshare(CloneFlags::CLONE_NEWNET)?;
+        match adopt {
+            None => unshare(CloneFlags::CLONE_NEWNET)?,
+            Some(pid) => {
+                let theirs = File::open(format!("/proc/{pid}/ns/net"))?;
+                nix::sched::setns(&theirs, CloneFlags::CLONE_NEWNET)?;
+            }
+        }
         nix::mount::mount(
             Some("/proc/thread-self/ns/net"),
             &path,
@@ -435,7 +444,13 @@ impl Kernel {
     /// Creates namespaces on worker threads (unshare + bind mount each in turn; one thread per
     /// core, at most 4, each taking a contiguous share).
     fn netns_add(&mut self, ops: &[&Op]) -> Result<(), ExecError> {
-        let names: Vec<&str> = ops.iter().map(|o| o.ns()).collect();
+        let names: Vec<(&str, Option<u32>)> = ops
+            .iter()
+            .map(|o| match o {
+                Op::NetnsAdd { name, adopt } => (name.as_str(), *adopt),
+                other => (other.ns(), None),
+            })
+            .collect();
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 4);
@@ -449,8 +464,8 @@ impl Kernel {
                 .map(|part| {
                     s.spawn(move || {
                         let mut out = Vec::new();
-                        for (i, name) in part.iter().enumerate() {
-                            let r = make_netns(name).map(|h| (i < keep).then_some(h));
+                        for (i, (name, adopt)) in part.iter().enumerate() {
+                            let r = make_netns(name, *adopt).map(|h| (i < keep).then_some(h));
                             let failed = r.is_err();
                             out.push(r);
                             if failed {
@@ -842,6 +857,7 @@ impl Executor for Kernel {
     fn netem_available(&mut self, scratch: &str) -> Result<bool, ExecError> {
         let add = Op::NetnsAdd {
             name: scratch.to_string(),
+            adopt: None,
         };
         self.apply(std::slice::from_ref(&add))?;
         // A netem request without options: the kernel answers ENOENT when it has no such

@@ -20,8 +20,10 @@ pub const LO: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `ip netns add NAME` (and `ip -n NAME link set lo up`).
-    NetnsAdd { name: String },
+    /// `ip netns add NAME` (and `ip -n NAME link set lo up`), or with `adopt`,
+    /// `ip netns attach NAME PID`: the namespace of process PID (a container's sandbox) is
+    /// mounted as NAME instead of a new one made. Either way IPv6 is off and `lo` is up.
+    NetnsAdd { name: String, adopt: Option<u32> },
     /// `ip netns del NAME`, after killing the processes inside (`ip netns pids NAME`).
     NetnsDel { name: String },
     /// `ip link add NAME index IFINDEX netns NS up type veth peer name PEER index PEER_IFINDEX
@@ -67,7 +69,11 @@ pub enum Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::NetnsAdd { name } => write!(f, "ip netns add {name}"),
+            Op::NetnsAdd { name, adopt: None } => write!(f, "ip netns add {name}"),
+            Op::NetnsAdd {
+                name,
+                adopt: Some(pid),
+            } => write!(f, "ip netns attach {name} {pid}"),
             Op::NetnsDel { name } => write!(f, "ip netns del {name}"),
             Op::VethAdd {
                 ns,
@@ -154,7 +160,7 @@ impl Op {
     /// The namespace the op works in (for `VethAdd`, the first end's).
     pub fn ns(&self) -> &str {
         match self {
-            Op::NetnsAdd { name } | Op::NetnsDel { name } => name,
+            Op::NetnsAdd { name, .. } | Op::NetnsDel { name } => name,
             Op::VethAdd { ns, .. }
             | Op::LinkDel { ns, .. }
             | Op::LinkSet { ns, .. }

@@ -553,7 +553,7 @@ pub fn deploy(
             return Err(e);
         }
     };
-    let mut dp = Dataplane::deploy(plan, ledger, k).map_err(dp_err)?;
+    let mut dp = Dataplane::deploy(plan, ledger, k, opts.sandboxes.clone()).map_err(dp_err)?;
     let att = attach(&mut dp, links)?;
     Ok((dp, att))
 }
@@ -714,7 +714,7 @@ mod tests {
             netem: true,
             ..Default::default()
         };
-        let mut dp = Dataplane::deploy(plan, ledger, rec).unwrap();
+        let mut dp = Dataplane::deploy(plan, ledger, rec, None).unwrap();
         let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         dp.own(Box::new(Flag(dropped.clone())));
         assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));

@@ -35,6 +35,8 @@ pub struct Service {
     pub termination: Termination,
     /// CPU limit in cores (docker, kube); the simulator ignores it.
     pub cpu: Option<f64>,
+    /// Memory limit in bytes (docker, kube); the simulator ignores it.
+    pub memory: Option<u64>,
     /// Keyed by version name, in file order.
     pub versions: Vec<Version>,
 }
@@ -65,7 +67,32 @@ pub struct Version {
     pub error_rate: f64,
     /// docker/kube: a user image instead of the built-in server.
     pub image: Option<String>,
+    /// docker: a directory with a Dockerfile, built into this version's image (resolved
+    /// against the scenario file's directory). Never together with `image`.
+    pub build: Option<std::path::PathBuf>,
     pub command: Option<Vec<String>>,
+    /// docker/kube: environment of the version's container, in file order.
+    pub env: Vec<(String, String)>,
+    /// The HTTP path readiness probes ask for (`/ready` on the built-in server).
+    pub ready_path: Option<String>,
+}
+
+impl Version {
+    /// Whether the version runs a researcher's image (given or built) instead of sdnbed's own
+    /// server.
+    pub fn is_user_image(&self) -> bool {
+        self.image.is_some() || self.build.is_some()
+    }
+
+    /// The path readiness probes ask for: the scenario's, else `/ready` on the built-in server
+    /// and `/` on a researcher's image.
+    pub fn readiness_path(&self) -> &str {
+        match &self.ready_path {
+            Some(p) => p,
+            None if self.is_user_image() => "/",
+            None => "/ready",
+        }
+    }
 }
 
 impl Service {

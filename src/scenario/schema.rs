@@ -66,7 +66,10 @@ pub(crate) const VERSION: &[Field] = &[
     leaf("startup"),
     leaf("error_rate"),
     leaf("image"),
+    leaf("build"),
     leaf("command"),
+    leaf("env"),
+    leaf("ready_path"),
 ];
 
 pub(crate) const SERVICE: &[Field] = &[
@@ -84,6 +87,7 @@ pub(crate) const SERVICE: &[Field] = &[
         kind: Kind::Table(TERMINATION),
     },
     leaf("cpu"),
+    leaf("memory"),
     Field {
         name: "versions",
         kind: Kind::Named(VERSION),

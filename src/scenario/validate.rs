@@ -377,6 +377,47 @@ fn count_or_share(cx: &mut Cx<'_>, t: &Tbl<'_>, key: &str) -> Option<CountOrShar
     }
 }
 
+/// `env = { NAME = "value", … }`: names as a shell takes them, values strings.
+fn env_table(cx: &mut Cx<'_>, t: &Tbl<'_>) -> Vec<(String, String)> {
+    let Some(item) = t.get("env") else {
+        return Vec::new();
+    };
+    let Some(table) = item.as_table_like() else {
+        cx.err(
+            t.at("env"),
+            format!(
+                "`env` in {} must be a table of strings, e.g. env = {{ MODE = \"fast\" }}",
+                t.what
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in table.iter() {
+        let valid = !k.is_empty()
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            cx.err(
+                t.at("env").key(k),
+                format!(
+                    "`{k}` in {} is not an environment variable name (letters, digits, _)",
+                    t.what
+                ),
+            );
+            continue;
+        }
+        match v.as_str() {
+            Some(s) => out.push((k.to_string(), s.to_string())),
+            None => cx.err(
+                t.at("env").key(k),
+                format!("`env.{k}` in {} must be a string", t.what),
+            ),
+        }
+    }
+    out
+}
+
 fn string_list(cx: &mut Cx<'_>, t: &Tbl<'_>, key: &str) -> Option<Vec<String>> {
     let item = t.get(key)?;
     if let Some(s) = item.as_str() {
@@ -514,6 +555,13 @@ fn services(cx: &mut Cx<'_>, top: &Tbl<'_>, names: &mut Names) -> Vec<Service> {
                 format!("`cpu` of {} must be a positive number of cores", t.what),
             );
         }
+        let memory = t.unit(cx, "memory", "size", units::parse_size).map(|b| b.0);
+        if memory == Some(0) {
+            cx.err(
+                t.at("memory"),
+                format!("`memory` of {} must be more than 0", t.what),
+            );
+        }
         let versions = versions(cx, &t, name);
         let version = match t.get("version") {
             Some(_) => t.str(cx, "version").map(str::to_string),
@@ -550,6 +598,7 @@ fn services(cx: &mut Cx<'_>, top: &Tbl<'_>, names: &mut Names) -> Vec<Service> {
                 readiness,
                 termination,
                 cpu,
+                memory,
                 versions,
             });
         }
@@ -591,13 +640,42 @@ fn versions(cx: &mut Cx<'_>, t: &Tbl<'_>, service: &str) -> Vec<Version> {
                 "`command` must not be empty (leave it out to use the image's own)",
             );
         }
+        let build = v.str(cx, "build").map(|b| match cx.base {
+            Some(base) => base.join(b),
+            None => b.into(),
+        });
+        if let Some(dir) = &build {
+            if image.is_some() {
+                cx.err(
+                    v.at("build"),
+                    format!("{} gives both `image` and `build`: one names the image, the other makes it", v.what),
+                );
+            } else if !dir.join("Dockerfile").is_file() {
+                cx.err_hint(
+                    v.at("build"),
+                    format!("`build` of {} has no Dockerfile", v.what),
+                    format!("looked for {}", dir.join("Dockerfile").display()),
+                );
+            }
+        }
+        let env = env_table(cx, &v);
+        let ready_path = v.str(cx, "ready_path").map(str::to_string);
+        if ready_path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+            cx.err(
+                v.at("ready_path"),
+                format!("`ready_path` of {} must start with `/`", v.what),
+            );
+        }
         out.push(Version {
             name: name.to_string(),
             service_time,
             startup,
             error_rate,
             image,
+            build,
             command,
+            env,
+            ready_path,
         });
     }
     out

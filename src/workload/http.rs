@@ -393,12 +393,12 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HttpError> {
     Ok(Some(RequestHead { route, close, len }))
 }
 
-/// Appends a complete response to `out`. Every response names `version`; `close` adds
-/// `connection: close`.
+/// Appends a complete response to `out`. A `version` is sent as `x-sdnbed-version` (`None`:
+/// no such header, as a foreign server would answer); `close` adds `connection: close`.
 pub fn write_response(
     out: &mut Vec<u8>,
     status: u16,
-    version: &str,
+    version: Option<&str>,
     close: bool,
     content_type: &str,
     body: &[u8],
@@ -414,10 +414,13 @@ pub fn write_response(
     push_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\nserver: sdnbed\r\n");
-    out.extend_from_slice(VERSION_HEADER.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(version.as_bytes());
+    out.extend_from_slice(b"\r\nserver: sdnbed");
+    if let Some(version) = version {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(VERSION_HEADER.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(version.as_bytes());
+    }
     out.extend_from_slice(b"\r\ncontent-type: ");
     out.extend_from_slice(content_type.as_bytes());
     out.extend_from_slice(b"\r\ncontent-length: ");
@@ -489,9 +492,9 @@ mod tests {
     #[test]
     fn responses_round_trip_byte_by_byte_and_pipelined() {
         let mut wire = Vec::new();
-        write_response(&mut wire, 200, "v2", false, "text/plain", b"hello");
+        write_response(&mut wire, 200, Some("v2"), false, "text/plain", b"hello");
         let first = wire.len();
-        write_response(&mut wire, 500, "v2", true, "text/plain", b"");
+        write_response(&mut wire, 500, Some("v2"), true, "text/plain", b"");
         for step in [1, 7, wire.len()] {
             let mut r = ResponseReader::new();
             let used = read_all(&mut r, &wire[..first], step);
@@ -503,6 +506,20 @@ mod tests {
             let h = r.head().unwrap();
             assert_eq!((h.status, h.close), (500, true));
         }
+    }
+
+    #[test]
+    fn a_response_without_version_has_no_version_header() {
+        let mut wire = Vec::new();
+        write_response(&mut wire, 200, None, true, "text/plain", b"hi");
+        assert_eq!(
+            wire,
+            b"HTTP/1.1 200 OK\r\nserver: sdnbed\r\ncontent-type: text/plain\r\n\
+              content-length: 2\r\nconnection: close\r\n\r\nhi"
+        );
+        let mut r = ResponseReader::new();
+        assert_eq!(r.advance(&wire).unwrap(), wire.len());
+        assert_eq!(r.head().unwrap().version(), None);
     }
 
     #[test]

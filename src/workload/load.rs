@@ -19,6 +19,14 @@
 //! An error without a response is attributed to the version that last answered on that
 //! connection (with L4 steering a connection stays on one replica), or to none.
 //!
+//! A server that does not send `x-sdnbed-version` (a researcher's own image) is attributed
+//! through [`LoadConfig::attribute`]: called once per connection, as soon as it is
+//! established, with the connection's local and peer addresses, it names the version behind it
+//! (e.g. from the gateway's conntrack entry, see [`crate::workload::attribution`]). Its answer
+//! is the version of every response on that connection that carries no header (a header always
+//! wins) and of errors on that connection before any answer. Unset, it costs nothing; set, it
+//! costs one call (and `getsockname`) per connection, on the generator thread.
+//!
 //! The generator reports how well it kept its schedule ([`ScheduleReport`]): the lag between each
 //! intended time and the moment it handed the request on (its own timing), the lag until the
 //! request was written (which adds waiting for a connection), and the rate it really sent at.
@@ -62,6 +70,11 @@ pub enum Rate {
 /// index (e.g. to enter a network namespace with `setns(2)`).
 pub type ThreadStart = Arc<dyn Fn(usize) -> io::Result<()> + Send + Sync>;
 
+/// Names the version behind one established connection from its (local, peer) addresses;
+/// `None` if it cannot tell. Called on the generator threads, so it should be quick (a
+/// conntrack lookup is tens of µs).
+pub type Attribute = Arc<dyn Fn(SocketAddr, SocketAddr) -> Option<String> + Send + Sync>;
+
 /// What to send, where and how.
 #[derive(Clone)]
 pub struct LoadConfig {
@@ -82,6 +95,9 @@ pub struct LoadConfig {
     /// Root of the seed tree; thread `i` draws arrivals from `rng("load/<i>")`.
     pub seed: u64,
     pub on_thread_start: Option<ThreadStart>,
+    /// The version of a connection whose responses carry no `x-sdnbed-version` (see the module
+    /// docs); `None`: such responses have no version.
+    pub attribute: Option<Attribute>,
     /// The run's clock. `None`: a clock whose origin is [`START_LEAD`] after the call, so that
     /// connection pools are up before the first request.
     pub clock: Option<Clock>,
@@ -96,6 +112,7 @@ impl std::fmt::Debug for LoadConfig {
             .field("duration", &self.duration)
             .field("connections", &self.connections)
             .field("threads", &self.threads)
+            .field("attribute", &self.attribute.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -390,6 +407,8 @@ struct Conn {
     served: u64,
     /// The last response head on this connection (for its version).
     last: Option<ResponseHead>,
+    /// What [`LoadConfig::attribute`] said about this connection once it was established.
+    resolved: Option<String>,
     interest: u32,
 }
 
@@ -646,6 +665,7 @@ impl<'a, S: Sink> Gen<'a, S> {
             got_bytes: false,
             served: 0,
             last: None,
+            resolved: None,
             interest,
         });
         if connected {
@@ -658,6 +678,11 @@ impl<'a, S: Sink> Gen<'a, S> {
             return;
         };
         c.state = State::Idle;
+        if let Some(attribute) = &self.cfg.attribute {
+            if let Ok(local) = c.stream.local_addr() {
+                c.resolved = attribute(local, self.cfg.target);
+            }
+        }
         if let Some(req) = c.req.take() {
             self.in_flight -= 1;
             self.send(idx, req);
@@ -830,7 +855,13 @@ impl<'a, S: Sink> Gen<'a, S> {
                 if let Some(req) = c.req.take() {
                     self.in_flight -= 1;
                     let v = c.last;
-                    self.fail(req, v.as_ref(), ErrorKind::Other, now);
+                    let resolved = c.resolved.take();
+                    self.fail(
+                        req,
+                        version_of(v.as_ref(), &resolved),
+                        ErrorKind::Other,
+                        now,
+                    );
                 }
                 self.close(idx);
             }
@@ -855,7 +886,7 @@ impl<'a, S: Sink> Gen<'a, S> {
         self.sink.record(&Completion {
             intended: req.intended,
             done: now,
-            version: head.version(),
+            version: head.version().or(c.resolved.as_deref()),
             outcome,
         });
         let reusable = !head.close && !c.close_after && c.rbuf.is_empty();
@@ -907,6 +938,7 @@ impl<'a, S: Sink> Gen<'a, S> {
         let connecting = c.state == State::Connecting;
         let req = c.req.take();
         let (served, got_bytes, last) = (c.served, c.got_bytes, c.last);
+        let resolved = c.resolved.take();
         self.close(idx);
         let Some(mut req) = req else {
             self.refill();
@@ -925,16 +957,21 @@ impl<'a, S: Sink> Gen<'a, S> {
             self.dispatch(req);
             return;
         } else {
-            self.fail(req, last.as_ref(), ErrorKind::Reset, now);
+            self.fail(
+                req,
+                version_of(last.as_ref(), &resolved),
+                ErrorKind::Reset,
+                now,
+            );
         }
         self.refill();
     }
 
-    fn fail(&mut self, req: Req, last: Option<&ResponseHead>, kind: ErrorKind, now: Instant) {
+    fn fail(&mut self, req: Req, version: Option<&str>, kind: ErrorKind, now: Instant) {
         self.sink.record(&Completion {
             intended: req.intended,
             done: now,
-            version: last.and_then(ResponseHead::version),
+            version,
             outcome: Outcome::Error(kind),
         });
     }
@@ -958,9 +995,15 @@ impl<'a, S: Sink> Gen<'a, S> {
             }
             let req = c.req.take().expect("checked above");
             let last = c.last;
+            let resolved = c.resolved.take();
             self.in_flight -= 1;
             self.close(idx);
-            self.fail(req, last.as_ref(), ErrorKind::Timeout, now);
+            self.fail(
+                req,
+                version_of(last.as_ref(), &resolved),
+                ErrorKind::Timeout,
+                now,
+            );
             self.refill();
         }
     }
@@ -975,6 +1018,12 @@ impl<'a, S: Sink> Gen<'a, S> {
             self.free.push(idx);
         }
     }
+}
+
+/// The version of a failure without an answer: the version that last answered on its
+/// connection (its header, else the resolved version), else the resolved one.
+fn version_of<'a>(last: Option<&'a ResponseHead>, resolved: &'a Option<String>) -> Option<&'a str> {
+    last.and_then(ResponseHead::version).or(resolved.as_deref())
 }
 
 fn token(idx: usize, gen: u32) -> u64 {
@@ -1050,7 +1099,7 @@ pub struct LoadSummary {
     pub achieved_rate: f64,
     pub latency_ns: LatencyNs,
     /// Per version that answered (errors without an answer count in the totals only, unless
-    /// their connection had been answered before).
+    /// their connection had been answered before or its version was resolved).
     pub by_version: BTreeMap<String, VersionSummary>,
     pub schedule: ScheduleReport,
     pub duration_s: f64,

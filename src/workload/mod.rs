@@ -32,8 +32,12 @@
 //! `sdnbed serve` there and read its `listening on ADDR` line), drain it with
 //! [`server::ServerControl::drain`] (or SIGTERM); run [`load::run_recorded`] with a
 //! [`load::LoadConfig`] whose `on_thread_start` enters the client's namespace and whose `clock`
-//! is the run's, or spawn `sdnbed load --json --out DIR`.
+//! is the run's, or spawn `sdnbed load --json --out DIR`. For a server that does not send
+//! `x-sdnbed-version` (a researcher's image), set `attribute` to an
+//! [`attribution::Attribution`]'s resolver: requests are then attributed by the replica each
+//! connection was steered to.
 
+pub mod attribution;
 pub mod http;
 pub mod load;
 pub mod server;

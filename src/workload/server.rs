@@ -52,8 +52,12 @@ pub enum Work {
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    /// Sent in every response's `x-sdnbed-version`.
+    /// Sent in every response's `x-sdnbed-version` (if `version_header`), and named in
+    /// `/metrics`.
     pub version: String,
+    /// Send `x-sdnbed-version`; false stands in for a foreign image that does not, so that
+    /// attribution by steering target can be tested.
+    pub version_header: bool,
     pub service_time: Dist,
     pub work: Work,
     /// Requests served at once (at least 1); more wait in the FIFO queue.
@@ -654,6 +658,7 @@ impl<'a> Server<'a> {
     /// Writes the answers that are ready, in request order, and flushes.
     fn respond_ready(&mut self, idx: usize) {
         let draining = self.draining;
+        let version = self.cfg.version_header.then_some(self.cfg.version.as_str());
         let Some(c) = self.conns[idx].as_mut() else {
             return;
         };
@@ -668,7 +673,7 @@ impl<'a> Server<'a> {
                     http::write_response(
                         &mut c.wbuf,
                         reply.status,
-                        &self.cfg.version,
+                        version,
                         close,
                         "text/plain",
                         body,
@@ -678,7 +683,7 @@ impl<'a> Server<'a> {
                     http::write_response(
                         &mut c.wbuf,
                         400,
-                        &self.cfg.version,
+                        version,
                         true,
                         "text/plain",
                         b"bad request\n",
@@ -693,7 +698,7 @@ impl<'a> Server<'a> {
                     http::write_response(
                         &mut c.wbuf,
                         reply.status,
-                        &self.cfg.version,
+                        version,
                         close,
                         "text/plain",
                         body,
@@ -710,7 +715,7 @@ impl<'a> Server<'a> {
                     http::write_response(
                         &mut c.wbuf,
                         200,
-                        &self.cfg.version,
+                        version,
                         close,
                         "text/plain; version=0.0.4",
                         text.as_bytes(),

@@ -22,8 +22,10 @@ pub struct Completion<'a> {
     /// When the schedule meant to send it (the send time in closed-loop mode).
     pub intended: Instant,
     pub done: Instant,
-    /// The version that answered (`x-sdnbed-version`), or, for a failure without an answer, the
-    /// version that last answered on the same connection; `None` if there was none.
+    /// The version that answered (`x-sdnbed-version`, else the connection's resolved version,
+    /// see [`super::load::LoadConfig::attribute`]), or, for a failure without an answer, the
+    /// version that last answered on the same connection, else its resolved version; `None` if
+    /// there was none.
     pub version: Option<&'a str>,
     pub outcome: Outcome,
 }

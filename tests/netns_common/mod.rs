@@ -71,6 +71,7 @@ pub fn service(name: &str, replicas: u32, port: u16, gateway: &str) -> Service {
             grace: SimDuration::from_secs(1),
         },
         cpu: None,
+        memory: None,
         versions: vec![],
     }
 }
@@ -101,7 +102,7 @@ pub fn scenario(
 
 pub fn deploy(sc: &Scenario, run: &str) -> Dataplane<Kernel> {
     let (plan, ledger) = prepare(sc, run, &DeployOptions::default()).expect("prepare");
-    Dataplane::deploy(plan, ledger, Kernel::new().expect("kernel")).expect("deploy")
+    Dataplane::deploy(plan, ledger, Kernel::new().expect("kernel"), None).expect("deploy")
 }
 
 /// One ICMP echo from namespace `ns` to `dst`; true if the reply came within `timeout`.

@@ -28,7 +28,18 @@ impl ServerProc {
     /// Starts `sdnbed serve ARGS` (add `--listen 127.0.0.1:0` yourself or let this do it) and
     /// waits up to 10 s for its `listening on` line.
     pub fn spawn(args: &[&str]) -> ServerProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sdnbed"));
+        ServerProc::spawn_cmd(Command::new(env!("CARGO_BIN_EXE_sdnbed")), args)
+    }
+
+    /// As [`Self::spawn`], inside network namespace `netns` (a name under sdnbed's netns
+    /// directory).
+    pub fn spawn_in(netns: &str, args: &[&str]) -> ServerProc {
+        let cmd = sdnbed::dataplane::netlink::command_in(netns, env!("CARGO_BIN_EXE_sdnbed"))
+            .expect("namespace exists");
+        ServerProc::spawn_cmd(cmd, args)
+    }
+
+    fn spawn_cmd(mut cmd: Command, args: &[&str]) -> ServerProc {
         cmd.arg("serve");
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
@@ -192,6 +203,7 @@ pub fn open_loop(
         threads: 1,
         seed: 1,
         on_thread_start: None,
+        attribute: None,
         clock: None,
     }
 }

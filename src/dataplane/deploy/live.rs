@@ -65,6 +65,7 @@ impl<E: Executor> Dataplane<E> {
         let rp = sp.replica(&self.plan, id, slot)?;
         let mut ops = vec![Op::NetnsAdd {
             name: rp.netns.clone(),
+            adopt: None,
         }];
         for v in &rp.veths {
             let node = &self.plan.nodes[sp.attachments[v.attachment].node];
@@ -122,7 +123,7 @@ impl<E: Executor> Dataplane<E> {
         };
         let _c = critical();
         self.replicas[si].insert(id, Replica { slot, plan: rp });
-        if let Err(e) = self.run_ops(&ops) {
+        if let Err(e) = self.run_ops(ops) {
             if let Some(r) = self.replicas[si].remove(&id) {
                 let _ = self.exec.apply(&[Op::NetnsDel { name: r.plan.netns }]);
             }

@@ -21,6 +21,11 @@
 //!   connections, established ones stay on their replica (conntrack). What a change is based
 //!   on, and when it is made (`propagation_delay`), is the driver's business: the data plane
 //!   applies a [`SteeringTable`](crate::model::steering::SteeringTable) when told to.
+//! - **Namespaces** are made fresh, or, given [`Sandboxes`] (the docker backend), adopted from
+//!   containers: each sandbox is recorded in the ledger as a container, then created, then its
+//!   network namespace is mounted under the name the data plane would have made. Everything
+//!   after that (veths, addresses, routes, shaping, steering, policies, the link emulator) is
+//!   the same on both.
 //! - **Replicas** are added in a few small batches (one namespace, one veth per attachment,
 //!   addresses, routes, shaping, and an nft filter only when a policy selects the service).
 //!
@@ -81,6 +86,26 @@ pub enum DataplaneError {
     Spawn(std::io::Error),
     #[error("probing reachability: {0}")]
     Probe(std::io::Error),
+    #[error("creating sandboxes {}: {error}", .names.join(", "))]
+    Sandbox { names: Vec<String>, error: String },
+}
+
+/// Where a run's network namespaces come from when they are not made fresh: a container
+/// engine's sandboxes, one per node and per replica, each named as the namespace it holds
+/// (`sdnbed-<run>-<node>`). See the module docs for the order of record, create and adopt.
+pub trait Sandboxes: Send + Sync {
+    /// Creates and starts one sandbox per name, concurrently where it can; returns the host
+    /// pid of each, in order, whose network namespace the data plane then adopts.
+    fn create(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<u32>, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+impl std::fmt::Debug for dyn Sandboxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sandboxes")
+    }
 }
 
 /// Where the run's addresses and ledger come from.
@@ -92,6 +117,8 @@ pub struct DeployOptions {
     pub ledger_dir: PathBuf,
     /// A second copy of the ledger, e.g. in the run directory.
     pub ledger_copy: Option<PathBuf>,
+    /// Where namespaces come from: fresh when None, else these sandboxes'.
+    pub sandboxes: Option<std::sync::Arc<dyn Sandboxes>>,
 }
 
 impl Default for DeployOptions {
@@ -100,6 +127,7 @@ impl Default for DeployOptions {
             pool: plan::default_pool(),
             ledger_dir: PathBuf::from(ledger::DEFAULT_DIR),
             ledger_copy: None,
+            sandboxes: None,
         }
     }
 }
@@ -159,6 +187,7 @@ pub struct Dataplane<E: Executor> {
     params: BTreeMap<usize, LinkParams>,
     down: BTreeSet<usize>,
     netem: Option<bool>,
+    sandboxes: Option<std::sync::Arc<dyn Sandboxes>>,
     /// linkemu hook: things the run owns besides kernel objects (the link emulator's thread and
     /// TUN devices), dropped newest first at teardown, before the namespaces go.
     owned: Vec<Box<dyn std::any::Any + Send + Sync>>,
@@ -178,9 +207,15 @@ fn qdisc_op(ns: &str, ifindex: u32, params: &LinkParams) -> Option<Op> {
 }
 
 impl<E: Executor> Dataplane<E> {
-    /// Creates the plan's namespaces, links, addresses, routes, shaping and nftables tables.
-    /// On failure, whatever was made is torn down before the error is returned.
-    pub fn deploy(plan: Plan, ledger: Ledger, exec: E) -> Result<Dataplane<E>, DataplaneError> {
+    /// Creates the plan's namespaces (fresh, or adopted from `sandboxes`), links, addresses,
+    /// routes, shaping and nftables tables. On failure, whatever was made is torn down before
+    /// the error is returned.
+    pub fn deploy(
+        plan: Plan,
+        ledger: Ledger,
+        exec: E,
+        sandboxes: Option<std::sync::Arc<dyn Sandboxes>>,
+    ) -> Result<Dataplane<E>, DataplaneError> {
         let ledger_dir = ledger
             .path()
             .parent()
@@ -196,6 +231,7 @@ impl<E: Executor> Dataplane<E> {
             ledger_dir,
             down: BTreeSet::new(),
             netem: None,
+            sandboxes,
             owned: Vec::new(),
         };
         let r = (|| {
@@ -224,7 +260,7 @@ impl<E: Executor> Dataplane<E> {
                 dp.check_shaping(l, &p, emu)?;
             }
             let ops = deploy_ops(&dp.plan);
-            dp.run_ops(&ops)
+            dp.run_ops(ops)
         })();
         match r {
             Ok(()) => Ok(dp),
@@ -239,12 +275,66 @@ impl<E: Executor> Dataplane<E> {
         &self.plan
     }
 
-    fn run_ops(&mut self, ops: &[Op]) -> Result<(), DataplaneError> {
+    /// Records and applies `ops` in one critical section; with sandboxes, the namespaces the
+    /// ops add are first recorded as containers, created, and adopted.
+    fn run_ops(&mut self, mut ops: Vec<Op>) -> Result<(), DataplaneError> {
         let _c = critical();
+        self.adopt_sandboxes(&mut ops)?;
         if let Some(l) = &mut self.ledger {
-            l.record_ops(ops)?;
+            l.record_ops(&ops)?;
         }
-        self.exec.apply(ops)?;
+        self.exec.apply(&ops)?;
+        Ok(())
+    }
+
+    /// Gives every fresh namespace `ops` add a sandbox to adopt (see [`Sandboxes`]).
+    fn adopt_sandboxes(&mut self, ops: &mut [Op]) -> Result<(), DataplaneError> {
+        let Some(sandboxes) = self.sandboxes.clone() else {
+            return Ok(());
+        };
+        let names: Vec<String> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::NetnsAdd { name, adopt: None } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        if let Some(l) = &mut self.ledger {
+            let entries: Vec<Entry> = names
+                .iter()
+                .map(|name| Entry::Container { name: name.clone() })
+                .collect();
+            l.record(&entries)?;
+        }
+        let pids = sandboxes
+            .create(&names)
+            .map_err(|e| DataplaneError::Sandbox {
+                names: names.clone(),
+                error: e.to_string(),
+            })?;
+        let mut pids = pids.into_iter();
+        for op in ops {
+            if let Op::NetnsAdd {
+                adopt: a @ None, ..
+            } = op
+            {
+                *a = pids.next();
+            }
+        }
+        Ok(())
+    }
+
+    /// Records container `name` (one the caller is about to create in the run, e.g. a
+    /// replica's service container joined to its sandbox) in the ledger, so teardown removes it.
+    pub fn record_container(&mut self, name: &str) -> Result<(), DataplaneError> {
+        if let Some(l) = &mut self.ledger {
+            l.record(&[Entry::Container {
+                name: name.to_string(),
+            }])?;
+        }
         Ok(())
     }
 
@@ -373,6 +463,7 @@ pub fn deploy_ops(plan: &Plan) -> Vec<Op> {
         .iter()
         .map(|n| Op::NetnsAdd {
             name: n.netns.clone(),
+            adopt: None,
         })
         .collect();
     for l in &plan.links {
@@ -495,7 +586,7 @@ mod tests {
             ..Default::default()
         };
         let (plan, l) = prepare(sc, "r1", &opts)?;
-        Dataplane::deploy(plan, l, rec)
+        Dataplane::deploy(plan, l, rec, None)
     }
 
     #[test]

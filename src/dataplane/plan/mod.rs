@@ -431,6 +431,7 @@ pub(crate) mod tests {
                 grace: Duration::from_secs(1),
             },
             cpu: None,
+            memory: None,
             versions: vec![],
         }
     }

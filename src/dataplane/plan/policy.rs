@@ -23,7 +23,10 @@ pub struct Allow {
 }
 
 impl Plan {
-    /// Adds the allow list of every policy of `sc` to its target's filters.
+    /// Adds the allow list of every policy of `sc` to its target's filters. A selected
+    /// service's filter also lets its own gateway through, as NetworkPolicy always allows a
+    /// pod's own node: the gateway is where its replicas hang off, where readiness probes come
+    /// from (the kubelet's, in Kubernetes), and it reaches them from its interfaces and VIPs.
     pub(super) fn add_filters(&mut self, sc: &Scenario) {
         for p in &sc.policies {
             let mut sources = Vec::new();
@@ -34,6 +37,26 @@ impl Plan {
                 policy: p.name.clone(),
                 sources,
                 ports: p.ports.clone(),
+            });
+        }
+        let gateways: Vec<(String, usize)> = self
+            .services
+            .iter()
+            .filter(|sp| self.filters.contains_key(&sp.name))
+            .map(|sp| (sp.name.clone(), sp.gateway))
+            .collect();
+        for (svc, gw) in gateways {
+            let node = &self.nodes[gw];
+            let mut sources = self.sources_of(&node.name.clone());
+            sources.extend(node.vips.iter().map(|&addr| Source {
+                net: Ipv4Net { addr, len: 32 },
+                parity: None,
+            }));
+            let allows = self.filters.get_mut(&svc).expect("selected");
+            allows.push(Allow {
+                policy: "own-gateway".into(),
+                sources,
+                ports: Vec::new(),
             });
         }
     }
@@ -73,6 +96,12 @@ impl Plan {
     /// Whether a new TCP connection from `from` to `to` on `port` is allowed by the policies
     /// (NetworkPolicy semantics; routing is assumed).
     pub fn allowed(&self, from: &str, to: &str, port: u16) -> bool {
+        if self
+            .service(to)
+            .is_some_and(|s| self.nodes[s.gateway].name == from)
+        {
+            return true;
+        }
         match self.filters.get(to) {
             None => true,
             Some(allows) => allows.iter().any(|a| {

@@ -73,11 +73,14 @@ fn policy_matrix_allows_and_denies_as_written() {
     // Allowed: reachable (nothing listens, so the replica or db answers with a reset).
     assert_eq!(get("client", "web", 8080).observed, Reach::Refused);
     assert_eq!(get("web", "db", 5432).observed, Reach::Refused);
+    // A service's own gateway always reaches it, as NetworkPolicy allows a pod's node.
+    let own = get("gw", "web", 8080);
+    assert!(own.expected);
+    assert_eq!(own.observed, Reach::Refused);
     // Denied: silently dropped at the destination.
     for (from, to, port) in [
         ("intruder", "web", 8080),
         ("db", "web", 8080),
-        ("gw", "web", 8080),
         ("client", "db", 5432),
         ("intruder", "db", 5432),
         ("gw", "db", 5432),

@@ -64,13 +64,7 @@ impl super::Backend for Docker {
         scenario: &Scenario,
         ctx: &super::RunContext,
     ) -> Result<RunOutput, super::BackendError> {
-        let opts = PlaneOptions {
-            exe: ctx.exe.clone(),
-            run_id: ctx.run_id.clone(),
-            work_dir: ctx.work_dir.clone(),
-            deploy: Default::default(),
-        };
-        Ok(run(scenario, &opts)?)
+        Ok(run(scenario, &PlaneOptions::for_run(ctx))?)
     }
     fn concurrent(&self) -> bool {
         false

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use super::effects::{EffectError, ReplicaSpec, Signal};
-use super::plane::{self, OnPlane, Plane, PlaneError, Servers};
+use super::plane::{self, OnPlane, Plane, PlaneError, PlaneOptions, Servers};
 use crate::backend::RunOutput;
 use crate::dataplane::deploy::{Dataplane, DataplaneError};
 use crate::dataplane::netlink::{command_in, Kernel};
@@ -54,13 +54,7 @@ impl super::Backend for Netns {
         scenario: &Scenario,
         ctx: &super::RunContext,
     ) -> Result<RunOutput, super::BackendError> {
-        let opts = NetnsOptions {
-            exe: ctx.exe.clone(),
-            run_id: ctx.run_id.clone(),
-            work_dir: ctx.work_dir.clone(),
-            deploy: Default::default(),
-        };
-        Ok(run(scenario, &opts)?)
+        Ok(run(scenario, &PlaneOptions::for_run(ctx))?)
     }
     fn concurrent(&self) -> bool {
         false

@@ -131,6 +131,19 @@ pub struct PlaneOptions {
     pub deploy: DeployOptions,
 }
 
+impl PlaneOptions {
+    /// A measured run's options: its id, work directory and binary, the default address pool
+    /// and ledger.
+    pub fn for_run(ctx: &super::RunContext) -> PlaneOptions {
+        PlaneOptions {
+            exe: ctx.exe.clone(),
+            run_id: ctx.run_id.clone(),
+            work_dir: ctx.work_dir.clone(),
+            deploy: Default::default(),
+        }
+    }
+}
+
 /// The arguments of `sdnbed serve` for replica `spec`: the built-in server as the scenario
 /// describes the replica's version.
 pub fn serve_args(s: &Scenario, spec: &ReplicaSpec) -> Vec<String> {
